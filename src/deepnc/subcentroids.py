@@ -1,0 +1,334 @@
+"""The sub-centroid bank: K unit vectors per class, estimated by clustering, never by gradient.
+
+This is step (b) of DNC training (``../shared/METHOD.md`` section 3): seed each
+class's sub-centroids from its first real features (k-means++), then at every step
+assign that class's correctly classified features to its sub-centroids by balanced
+Sinkhorn clustering and move each sub-centroid towards the mean of its samples by
+momentum. Every class is handled at once, with no Python loop over classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepnc import distributed
+from deepnc._validate import check_choice, check_positive_float, check_positive_int, check_range
+from deepnc.grouping import ClassGroups, group_by_class
+from deepnc.seeding import kmeans_plus_plus
+from deepnc.sinkhorn import sinkhorn
+
+__all__ = ["ASSIGNMENTS", "BankDiagnostics", "SubCentroidBank"]
+
+ASSIGNMENTS = ("sinkhorn", "nearest", "random")
+INIT_SAMPLES_PER_CLASS = 256  # k-means++ seeding looks at no more than this many per class
+
+
+@dataclass(frozen=True)
+class BankDiagnostics:
+    """What the bank has learnt, for logging and for spotting collapse.
+
+    Attributes:
+        initialised: ``(C,)`` bool, classes whose sub-centroids were seeded.
+        assigned: ``(C, K)`` int64 samples assigned to each sub-centroid since the last
+            :meth:`SubCentroidBank.reset_statistics`.
+        occupancy: ``(C, K)`` the same as fractions of the class's samples (rows sum to
+            1; NaN for a class with none).
+        intra_class_cosine: ``(C,)`` mean cosine between distinct sub-centroids of a
+            class (1.0 means collapsed onto one vector; NaN for K = 1 or unseeded).
+        correct_fraction: ``(C,)`` fraction of the class's samples seen by updates that
+            the model classified correctly (NaN for a class never seen).
+        overall_correct_fraction: the same over all classes (NaN before any update).
+    """
+
+    initialised: torch.Tensor
+    assigned: torch.Tensor
+    occupancy: torch.Tensor
+    intra_class_cosine: torch.Tensor
+    correct_fraction: torch.Tensor
+    overall_correct_fraction: float
+
+
+class SubCentroidBank(nn.Module):
+    """K sub-centroids per class, held as fp32 buffers of unit rows.
+
+    Args:
+        num_classes: C (>= 1).
+        num_subcentroids: K per class (>= 1).
+        dim: D, the embedding width (>= 1).
+        momentum: mu in [0, 1): ``p <- normalise(mu p + (1 - mu) mean)``.
+        sinkhorn_eps: entropy weight of the balanced assignment (> 0).
+        sinkhorn_iterations: Sinkhorn-Knopp iterations (>= 1).
+        assignment: ``"sinkhorn"`` (balanced, the method), ``"nearest"`` (plain
+            nearest sub-centroid, an ablation that can collapse) or ``"random"``
+            (uniform, what the official code effectively does; an ablation).
+        dead_after: a sub-centroid that gets no sample in this many consecutive
+            updates of its class (with at least K samples) is re-seeded from the
+            class's worst-fitted sample (>= 1).
+        seed: seeds the k-means++ draws, so runs (and all processes) agree.
+
+    Buffers:
+        subcentroids: ``(C, K, D)`` fp32, unit rows (zeros until a class is seeded).
+        initialised: ``(C,)`` bool.
+        steps_since_used: ``(C, K)`` int64 consecutive updates without a sample.
+        assigned: ``(C, K)`` int64, seen: ``(C,)`` int64, correct: ``(C,)`` int64
+            running statistics behind :meth:`diagnostics`.
+        num_updates: ``()`` int64 number of :meth:`update` calls.
+    """
+
+    subcentroids: torch.Tensor
+    initialised: torch.Tensor
+    steps_since_used: torch.Tensor
+    assigned: torch.Tensor
+    seen: torch.Tensor
+    correct: torch.Tensor
+    num_updates: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_subcentroids: int,
+        dim: int,
+        *,
+        momentum: float = 0.999,
+        sinkhorn_eps: float = 0.05,
+        sinkhorn_iterations: int = 3,
+        assignment: str = "sinkhorn",
+        dead_after: int = 20,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.num_subcentroids = check_positive_int("num_subcentroids", num_subcentroids)
+        self.dim = check_positive_int("dim", dim)
+        self.momentum = check_range("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
+        self.sinkhorn_eps = check_positive_float("sinkhorn_eps", sinkhorn_eps)
+        self.sinkhorn_iterations = check_positive_int("sinkhorn_iterations", sinkhorn_iterations)
+        self.assignment = check_choice("assignment", assignment, ASSIGNMENTS)
+        self.dead_after = check_positive_int("dead_after", dead_after)
+        self.seed = check_positive_int("seed", seed, minimum=0)
+        shape = (num_classes, num_subcentroids)
+        self.register_buffer("subcentroids", torch.zeros(*shape, dim))
+        self.register_buffer("initialised", torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer("steps_since_used", torch.zeros(shape, dtype=torch.long))
+        self.register_buffer("assigned", torch.zeros(shape, dtype=torch.long))
+        self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.long))
+        self.register_buffer("correct", torch.zeros(num_classes, dtype=torch.long))
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    # ----------------------------------------------------------------- update API
+    @torch.no_grad()
+    def update(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        correct: torch.Tensor | None = None,
+        *,
+        scores: torch.Tensor | None = None,
+        max_per_class: int | None = None,
+    ) -> None:
+        """One clustering step from a flat batch of labelled unit features.
+
+        Unseeded classes present in the batch are seeded from their samples; every
+        other class present with at least one correct sample is clustered over its
+        correct samples and moved by momentum. Nothing else changes.
+
+        Args:
+            features: ``(M, D)`` unit-norm, finite features.
+            labels: ``(M,)`` int64 classes in ``[0, C)``.
+            correct: ``(M,)`` bool, which samples the model classified correctly
+                (default: all of them).
+            scores: ``(M, K)`` cosine of each feature to its class's sub-centroids
+                as they are now, when the caller has it (the head's forward does);
+                computed otherwise.
+            max_per_class: cluster at most this many samples per class (a seeded
+                random subset); ``None`` for all.
+        """
+        if correct is None:
+            correct = torch.ones_like(labels, dtype=torch.bool)
+        was_initialised = self.initialised.clone()
+        self.initialise(features, labels)
+        usable = correct & was_initialised[labels]
+        groups = group_by_class(
+            labels[usable], self.num_classes, max_per_class=max_per_class,
+            generator=self._generator(salt=1),
+        )
+        features = features[usable]
+        if scores is None:
+            scores = self.own_class_scores(features, labels[usable])
+        else:
+            scores = scores[usable]
+        self.step(features, groups, groups.gather(scores))
+
+    @torch.no_grad()
+    def initialise(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Seed the unseeded classes present in a batch by k-means++ on their samples.
+
+        Args:
+            features: ``(M, D)`` unit-norm features.
+            labels: ``(M,)`` int64 classes in ``[0, C)``.
+
+        Returns:
+            ``(C,)`` bool, the classes seeded by this call.
+        """
+        present = torch.bincount(labels, minlength=self.num_classes) > 0
+        new = present & ~self.initialised
+        if not bool(new.any()):
+            return new
+        keep = new[labels]
+        groups = group_by_class(
+            labels[keep], self.num_classes, max_per_class=INIT_SAMPLES_PER_CLASS,
+            generator=self._generator(salt=2),
+        )
+        padded = groups.gather(features[keep].float())
+        seeds = kmeans_plus_plus(
+            padded, groups.mask, self.num_subcentroids, generator=self._generator(salt=3)
+        )
+        chosen = torch.gather(padded, 1, seeds.unsqueeze(-1).expand(-1, -1, self.dim))
+        self.subcentroids[groups.classes] = F.normalize(chosen, dim=-1)
+        self.initialised[groups.classes] = True
+        self.steps_since_used[groups.classes] = 0
+        return new
+
+    @torch.no_grad()
+    def step(self, features: torch.Tensor, groups: ClassGroups, scores: torch.Tensor) -> None:
+        """Assign, average and move: the momentum update of the classes in ``groups``.
+
+        Args:
+            features: ``(R, D)`` flat unit features that ``groups.rows`` indexes.
+            groups: the padded per-class layout of the samples to cluster; every
+                sample is correctly classified and its class is seeded.
+            scores: ``(C', N_max, K)`` cosine of each grouped sample to each
+                sub-centroid of its class (padding ignored).
+        """
+        self.num_updates += 1
+        if groups.classes.numel() == 0:
+            return
+        num_k = self.num_subcentroids
+        assignments = self._assign(scores.float(), groups.mask)
+        mask = groups.mask
+        slots = (groups.classes.unsqueeze(1) * num_k + assignments)[mask]
+        members = features[groups.rows[mask]].float()
+        sums = torch.zeros(self.num_classes * num_k, self.dim, device=features.device)
+        sums.index_add_(0, slots, members)
+        counts = torch.bincount(slots, minlength=self.num_classes * num_k)
+        sums, counts = sums.view_as(self.subcentroids), counts.view(self.num_classes, num_k)
+
+        means = F.normalize(sums, dim=-1)
+        moved = F.normalize(self.momentum * self.subcentroids + (1 - self.momentum) * means, dim=-1)
+        update = (counts > 0).unsqueeze(-1) & torch.isfinite(moved).all(-1, keepdim=True)
+        self.subcentroids.copy_(torch.where(update, moved, self.subcentroids))
+        self.assigned += counts
+
+        self._reseed_dead(features, groups, scores, counts[groups.classes])
+        self._synchronise()
+
+    def own_class_scores(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(M, K)`` cosine of each feature to the K sub-centroids of its own class."""
+        flat = self.subcentroids.view(-1, self.dim)
+        scores = features.float() @ flat.T  # (M, C*K): the classifier's own product
+        scores = scores.view(-1, self.num_classes, self.num_subcentroids)
+        return scores[torch.arange(labels.numel(), device=labels.device), labels]
+
+    @torch.no_grad()
+    def record_accuracy(self, labels: torch.Tensor, correct: torch.Tensor) -> None:
+        """Count seen and correctly classified samples per class (for diagnostics)."""
+        self.seen += torch.bincount(labels, minlength=self.num_classes)
+        self.correct += torch.bincount(labels[correct], minlength=self.num_classes)
+
+    # ------------------------------------------------------------ diagnostics
+    def diagnostics(self) -> BankDiagnostics:
+        """Occupancy, intra-class similarity and accuracy of the updates so far."""
+        assigned = self.assigned.clone()
+        total = assigned.sum(dim=1, keepdim=True)
+        occupancy = assigned.double() / total.double()
+        gram = self.subcentroids @ self.subcentroids.transpose(1, 2)  # (C, K, K)
+        num_k = self.num_subcentroids
+        off_diagonal = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(dim=1)
+        intra = off_diagonal / (num_k * (num_k - 1)) if num_k > 1 else gram[:, 0, 0] * torch.nan
+        intra = torch.where(self.initialised, intra, torch.nan)
+        seen, correct = self.seen.double(), self.correct.double()
+        overall = float(correct.sum() / seen.sum()) if int(self.seen.sum()) else float("nan")
+        return BankDiagnostics(
+            initialised=self.initialised.clone(),
+            assigned=assigned,
+            occupancy=occupancy,
+            intra_class_cosine=intra,
+            correct_fraction=correct / seen,
+            overall_correct_fraction=overall,
+        )
+
+    @torch.no_grad()
+    def reset_statistics(self) -> None:
+        """Zero the counters behind :meth:`diagnostics` (not the sub-centroids)."""
+        self.assigned.zero_()
+        self.seen.zero_()
+        self.correct.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, num_subcentroids={self.num_subcentroids}, "
+            f"dim={self.dim}, momentum={self.momentum}, assignment={self.assignment!r}"
+        )
+
+    # ---------------------------------------------------------------- helpers
+    def _assign(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.assignment == "sinkhorn":
+            return sinkhorn(
+                scores, mask, eps=self.sinkhorn_eps, iterations=self.sinkhorn_iterations
+            )
+        if self.assignment == "nearest":
+            choice = scores.argmax(dim=-1)
+        else:
+            draws = torch.randint(
+                self.num_subcentroids, mask.shape, generator=self._generator(salt=4)
+            )
+            choice = draws.to(mask.device)
+        return choice.masked_fill(~mask, -1)
+
+    def _reseed_dead(
+        self,
+        features: torch.Tensor,
+        groups: ClassGroups,
+        scores: torch.Tensor,
+        counts: torch.Tensor,
+    ) -> None:
+        """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples."""
+        sizes = groups.counts
+        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # only full classes judge
+        unused = (counts == 0) & eligible
+        since = self.steps_since_used[groups.classes]
+        since = torch.where(unused, since + 1, torch.where(eligible, 0, since))
+        dead = since >= self.dead_after
+        if bool(dead.any()):
+            # A sample fits poorly when even its best sub-centroid is far from it.
+            fit = scores.float().amax(dim=-1).masked_fill(~groups.mask, torch.inf)
+            worst_first = fit.argsort(dim=1)
+            rank = (dead.cumsum(dim=1) - 1).clamp(min=0)  # j-th dead one takes j-th worst
+            rank = torch.minimum(rank, (sizes - 1).unsqueeze(1))
+            sample = torch.gather(groups.rows, 1, torch.gather(worst_first, 1, rank))
+            fresh = F.normalize(features[sample].float(), dim=-1)  # (C', K, D)
+            current = self.subcentroids[groups.classes]
+            self.subcentroids[groups.classes] = torch.where(dead.unsqueeze(-1), fresh, current)
+            since = since.masked_fill(dead, 0)
+        self.steps_since_used[groups.classes] = since
+
+    def _generator(self, salt: int) -> torch.Generator:
+        """A CPU generator that every process builds identically for this update."""
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1_000_003 + int(self.num_updates)) * 8 + salt)
+        return generator
+
+    def _synchronise(self) -> None:
+        """Make every process hold process 0's sub-centroids.
+
+        Every process runs the same update on the same all-gathered samples, which is
+        bit-identical on the CPU. CUDA's ``index_add_`` adds in a nondeterministic
+        order, so there the result of process 0 is broadcast.
+        """
+        if distributed.is_distributed() and self.subcentroids.device.type != "cpu":
+            distributed.broadcast_(self.subcentroids)
+            distributed.broadcast_(self.steps_since_used)
