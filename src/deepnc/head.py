@@ -88,6 +88,11 @@ class DNCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features = check_positive_int("in_features", in_features)
+        if layer_norm and in_features < 2:
+            raise ValueError(
+                "in_features must be >= 2 with layer_norm=True (a LayerNorm over one channel "
+                f"outputs a constant), got {in_features}"
+            )
         self.tau = check_positive_float("tau", tau)
         self.memory_size = check_positive_int("memory_size", memory_size, minimum=0)
         check_positive_int("num_subcentroids", num_subcentroids)
@@ -228,6 +233,8 @@ class DNCHead(nn.Module):
                 raise ValueError(f"features must be finite: {message}")
             warnings.warn(f"{message} left out of the sub-centroid update", stacklevel=3)
             keep &= finite
+        # A constant feature vector normalises to zero: it has no direction to cluster.
+        keep &= embedded.abs().amax(dim=1) > 0
         embedded, similarities, labels = embedded[keep], similarities[keep], labels[keep]
         correct = similarities.amax(dim=-1).argmax(dim=-1) == labels
         own = similarities[torch.arange(labels.numel(), device=labels.device), labels]
