@@ -24,13 +24,21 @@ def train_step(model, images, targets, output=lambda out: out):
 CLASSIFIERS = {
     "torchvision-resnet18": (lambda: torchvision.models.resnet18(num_classes=7), "fc", 512),
     "torchvision-mobilenet_v3_small": (
-        lambda: torchvision.models.mobilenet_v3_small(num_classes=7), "classifier.3", 1024),
+        lambda: torchvision.models.mobilenet_v3_small(num_classes=7),
+        "classifier.3",
+        1024,
+    ),
     "torchvision-efficientnet_b0": (
-        lambda: torchvision.models.efficientnet_b0(num_classes=7), "classifier.1", 1280),
+        lambda: torchvision.models.efficientnet_b0(num_classes=7),
+        "classifier.1",
+        1280,
+    ),
     "timm-resnet10t": (lambda: timm.create_model("resnet10t", num_classes=7), "fc", 512),
     "timm-vit": (
-        lambda: timm.create_model("vit_tiny_patch16_224", num_classes=7, img_size=32,
-                                  patch_size=8), "head", 192),
+        lambda: timm.create_model("vit_tiny_patch16_224", num_classes=7, img_size=32, patch_size=8),
+        "head",
+        192,
+    ),
 }
 
 
@@ -58,9 +66,11 @@ def test_convert_timm_keeps_its_contract():
     "build",
     [
         lambda: torchvision.models.segmentation.fcn_resnet50(
-            weights=None, weights_backbone=None, num_classes=4, aux_loss=True),
+            weights=None, weights_backbone=None, num_classes=4, aux_loss=True
+        ),
         lambda: torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
-            weights=None, weights_backbone=None, num_classes=4),
+            weights=None, weights_backbone=None, num_classes=4
+        ),
     ],
     ids=["fcn_resnet50", "deeplabv3_mobilenet_v3_large"],
 )

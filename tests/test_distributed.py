@@ -23,14 +23,15 @@ def batch(step: int, rank: int, dense: bool):
     generator = torch.Generator().manual_seed(1000 * step + rank)
     if dense:
         return torch.randn(2, 8, 3, 4, generator=generator), torch.randint(
-            0, 4, (2, 3, 4), generator=generator)
+            0, 4, (2, 3, 4), generator=generator
+        )
     return torch.randn(PER_RANK, 8, generator=generator), torch.randint(
-        0, 4, (PER_RANK,), generator=generator)
+        0, 4, (PER_RANK,), generator=generator
+    )
 
 
 def _worker(rank: int, init_file: str, out_dir: str, dense: bool) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         head = make_head(dense)
         for step in range(STEPS):

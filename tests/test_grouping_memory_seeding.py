@@ -68,7 +68,9 @@ def test_memory_state_round_trips_and_clears():
     memory.push(torch.randn(9, 2), torch.tensor([0, 1, 2] * 3))
     other = ClassMemory(num_classes=3, dim=2, length=4)
     other.load_state_dict(memory.state_dict())
-    assert torch.equal(other.features, memory.features) and torch.equal(other.pointer, memory.pointer)
+    assert torch.equal(other.features, memory.features) and torch.equal(
+        other.pointer, memory.pointer
+    )
     memory.clear(torch.tensor([1]))
     assert memory.count.tolist() == [3, 0, 3] and memory.features[1].abs().sum() == 0
     with pytest.raises(ValueError, match="length"):
@@ -80,8 +82,9 @@ def test_kmeans_plus_plus_picks_one_seed_per_well_separated_cluster():
     generator = torch.Generator().manual_seed(0)
     noise = 0.05 * torch.randn(200, 4, 25, 4, generator=generator)
     samples = F.normalize(centres.unsqueeze(1) + noise, dim=-1).reshape(200, 100, 4)
-    seeds = kmeans_plus_plus(samples, torch.ones(200, 100, dtype=torch.bool), 4,
-                             generator=generator)
+    seeds = kmeans_plus_plus(
+        samples, torch.ones(200, 100, dtype=torch.bool), 4, generator=generator
+    )
     covered = (seeds // 25).sort(dim=1).values == torch.arange(4)
     # k-means++ draws: picking a second seed in an already seeded cluster has a
     # probability of about 4% per problem here (uniform draws would cover all four in about 9%)
@@ -93,3 +96,25 @@ def test_kmeans_plus_plus_never_picks_padding_and_repeats_when_short():
     mask = torch.tensor([[True, False, True, False, False, False], [False] * 5 + [True]])
     seeds = kmeans_plus_plus(samples, mask, 4, generator=torch.Generator().manual_seed(1))
     assert set(seeds[0].tolist()) == {0, 2} and seeds[1].tolist() == [5] * 4
+
+
+def test_keep_per_class_caps_each_class():
+    from deepnc.grouping import keep_per_class
+
+    labels = torch.tensor([0] * 10 + [1] * 2 + [2] * 5)
+    keep = keep_per_class(labels, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.bincount(labels[keep], minlength=3).tolist() == [3, 2, 3]
+
+
+@settings(max_examples=30, deadline=None)
+@given(labels=st.lists(st.integers(0, 4), min_size=1, max_size=50))
+def test_chunk_by_class_pads_at_most_twice_and_round_trips(labels):
+    from deepnc.grouping import chunk_by_class
+
+    labels = torch.tensor(labels)
+    chunks = chunk_by_class(labels, 5)
+    values = torch.arange(len(labels), dtype=torch.float32) + 1
+    padded = chunks.pad(values)
+    assert torch.equal(padded[chunks.row, chunks.column], values)
+    assert (chunks.row_class[chunks.row] == labels).all()  # rows never mix classes
+    assert padded.numel() <= 2 * len(labels) + chunks.width

@@ -141,7 +141,11 @@ def test_empty_batches_give_empty_logits_and_change_nothing():
     before = head.subcentroids.clone()
     assert head(torch.randn(0, 8), torch.zeros(0, dtype=torch.long)).shape == (0, 3)
     assert head(torch.randn(0, 8, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long)).shape == (
-        0, 3, 4, 4)
+        0,
+        3,
+        4,
+        4,
+    )
     assert torch.equal(before, head.subcentroids)
 
 

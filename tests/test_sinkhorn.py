@@ -31,8 +31,12 @@ def test_plan_matches_pot(seed, eps):
     scores = random_scores(n, k, generator=generator)
     _, plan = sinkhorn(scores, eps=eps, iterations=3000, return_plan=True)
     reference = ot.sinkhorn(
-        np.full(n, 1 / n), np.full(k, 1 / k), -scores.numpy(), reg=eps,
-        numItermax=100_000, stopThr=1e-13,
+        np.full(n, 1 / n),
+        np.full(k, 1 / k),
+        -scores.numpy(),
+        reg=eps,
+        numItermax=100_000,
+        stopThr=1e-13,
     )
     np.testing.assert_allclose(plan.numpy(), reference, atol=1e-6)
 

@@ -24,8 +24,9 @@ def draw(modes, n, generator, noise=0.05):
 
 def train_on_mixture(assignment, seed, steps=100):
     modes, generator = mixture(seed=seed)
-    bank = SubCentroidBank(3, 4, 32, momentum=0.9, assignment=assignment,
-                           dead_after=10**6, seed=seed)  # no re-seeding: assignment alone
+    bank = SubCentroidBank(
+        3, 4, 32, momentum=0.9, assignment=assignment, dead_after=10**6, seed=seed
+    )  # no re-seeding: assignment alone
     for _ in range(steps):
         bank.update(*draw(modes, 192, generator))
     cosine = torch.einsum("ckd,cmd->ckm", bank.subcentroids, modes)  # sub-centroid x mode
@@ -158,7 +159,10 @@ def test_update_with_an_empty_batch_changes_nothing():
         (dict(momentum=-0.1), "momentum"),
         (dict(sinkhorn_eps=0), "sinkhorn_eps"),
         (dict(sinkhorn_iterations=0), "sinkhorn_iterations"),
-        (dict(assignment="kmeans"), r"assignment must be one of \['nearest', 'random', 'sinkhorn'\]"),
+        (
+            dict(assignment="kmeans"),
+            r"assignment must be one of \['nearest', 'random', 'sinkhorn'\]",
+        ),
         (dict(dead_after=0), "dead_after"),
         (dict(num_subcentroids=0), "num_subcentroids"),
     ],
@@ -167,3 +171,17 @@ def test_bad_hyper_parameters_are_named(kwargs, words):
     options = dict(num_classes=2, num_subcentroids=2, dim=3) | kwargs
     with pytest.raises(ValueError, match=words):
         SubCentroidBank(**options)
+
+
+def test_batched_update_equals_the_per_class_reference_loop():
+    from deepnc.reference import per_class_update
+
+    generator = torch.Generator().manual_seed(5)
+    bank = SubCentroidBank(6, 3, 16, momentum=0.7)
+    bank.subcentroids.copy_(F.normalize(torch.randn(6, 3, 16, generator=generator), dim=-1))
+    bank.initialised.fill_(True)
+    features = F.normalize(torch.randn(300, 16, generator=generator), dim=-1)
+    labels = torch.randint(0, 5, (300,), generator=generator)  # class 5 absent
+    expected = per_class_update(bank.subcentroids, features, labels, momentum=0.7)
+    bank.update(features, labels)
+    assert torch.allclose(bank.subcentroids, expected, atol=1e-6)

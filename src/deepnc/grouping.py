@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ClassGroups", "group_by_class", "rank_within_class"]
+__all__ = [
+    "ClassChunks",
+    "ClassGroups",
+    "chunk_by_class",
+    "group_by_class",
+    "keep_per_class",
+    "rank_within_class",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class ClassGroups:
         return self.mask.sum(dim=1)
 
     def gather(self, values: torch.Tensor) -> torch.Tensor:
-        """Pad per-sample ``values`` of shape ``(M, ...)`` to ``(C', N_max, ...)`` (zeros at padding)."""
+        """Pad per-sample ``values`` ``(M, ...)`` to ``(C', N_max, ...)``, zeros at padding."""
         padded = values[self.rows]
         shape = self.mask.shape + (1,) * (values.dim() - 1)
         return padded * self.mask.view(shape).to(padded.dtype)
@@ -57,6 +64,33 @@ def rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     sorted_rank = torch.arange(labels.numel(), device=labels.device) - starts[labels[order]]
     rank = torch.empty_like(labels)
     rank[order] = sorted_rank
+    return rank
+
+
+def keep_per_class(
+    labels: torch.Tensor,
+    num_classes: int,
+    max_per_class: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``(M,)`` bool: a uniformly random subset of at most ``max_per_class`` per class.
+
+    Args:
+        labels: ``(M,)`` int64 class of each sample, in ``[0, num_classes)``.
+        generator: CPU generator of the subset, so that it is reproducible.
+    """
+    counts = torch.bincount(labels, minlength=num_classes)
+    return _rank(labels, num_classes, counts, max_per_class, generator) < max_per_class
+
+
+def _rank(labels, num_classes, counts, max_per_class, generator) -> torch.Tensor:
+    """Rank within class, in a random order when some class exceeds ``max_per_class``."""
+    if max_per_class is None or not labels.numel() or int(counts.max()) <= max_per_class:
+        return rank_within_class(labels, num_classes)
+    shuffle = torch.randperm(labels.numel(), generator=generator).to(labels.device)
+    rank = torch.empty_like(labels)
+    rank[shuffle] = rank_within_class(labels[shuffle], num_classes)
     return rank
 
 
@@ -82,14 +116,9 @@ def group_by_class(
     """
     device = labels.device
     counts = torch.bincount(labels, minlength=num_classes)
-    if max_per_class is not None and labels.numel() and int(counts.max()) > max_per_class:
-        # Rank in a random order so that the kept samples are a uniform subset.
-        shuffle = torch.randperm(labels.numel(), generator=generator).to(device)
-        rank = torch.empty_like(labels)
-        rank[shuffle] = rank_within_class(labels[shuffle], num_classes)
+    rank = _rank(labels, num_classes, counts, max_per_class, generator)
+    if max_per_class is not None:
         counts = counts.clamp(max=max_per_class)
-    else:
-        rank = rank_within_class(labels, num_classes)
     classes = torch.nonzero(counts, as_tuple=True)[0]
     width = int(counts.max()) if classes.numel() else 0
     slot_of_class = torch.full((num_classes,), -1, dtype=torch.long, device=device)
@@ -102,3 +131,51 @@ def group_by_class(
     rows[slot, position] = torch.nonzero(keep, as_tuple=True)[0]
     mask[slot, position] = True
     return ClassGroups(classes=classes, rows=rows, mask=mask)
+
+
+@dataclass(frozen=True)
+class ClassChunks:
+    """Samples cut into rows of equal width, each row holding samples of one class.
+
+    Unlike :class:`ClassGroups` (one row per class, as wide as the largest class), a
+    large class spans several rows here, so padding the *features* this way costs at
+    most about twice the samples, however unbalanced the classes are.
+
+    Attributes:
+        row: ``(M,)`` int64 row of each sample.
+        column: ``(M,)`` int64 position of each sample in its row.
+        row_class: ``(R,)`` int64 class of each row.
+        width: samples per row.
+    """
+
+    row: torch.Tensor
+    column: torch.Tensor
+    row_class: torch.Tensor
+    width: int
+
+    def pad(self, values: torch.Tensor) -> torch.Tensor:
+        """``(M, ...)`` per-sample values to ``(R, width, ...)``, zeros at padding."""
+        padded = values.new_zeros((self.row_class.numel(), self.width, *values.shape[1:]))
+        padded[self.row, self.column] = values
+        return padded
+
+
+def chunk_by_class(labels: torch.Tensor, num_classes: int) -> ClassChunks:
+    """Cut a flat batch into same-class rows of width ``ceil(M / classes present)``.
+
+    Args:
+        labels: ``(M,)`` int64 class of each sample, in ``[0, num_classes)``.
+
+    Returns:
+        A :class:`ClassChunks` with at most ``M / width + classes present`` rows.
+    """
+    counts = torch.bincount(labels, minlength=num_classes)
+    present = max(int((counts > 0).sum()), 1)
+    width = max(-(-labels.numel() // present), 1)
+    chunks = (counts + width - 1) // width
+    starts = torch.cumsum(chunks, dim=0) - chunks
+    rank = rank_within_class(labels, num_classes)
+    row_class = torch.repeat_interleave(torch.arange(num_classes, device=labels.device), chunks)
+    return ClassChunks(
+        row=starts[labels] + rank // width, column=rank % width, row_class=row_class, width=width
+    )

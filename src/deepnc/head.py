@@ -23,7 +23,6 @@ from deepnc._validate import (
     check_positive_int,
     check_targets,
 )
-from deepnc.grouping import ClassGroups
 from deepnc.memory import ClassMemory
 from deepnc.subcentroids import SubCentroidBank
 
@@ -109,8 +108,12 @@ class DNCHead(nn.Module):
         self.ignore_index = ignore_index
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
         self._bank_options = dict(
-            momentum=momentum, sinkhorn_eps=sinkhorn_eps, sinkhorn_iterations=sinkhorn_iterations,
-            assignment=assignment, dead_after=dead_after, seed=seed,
+            momentum=momentum,
+            sinkhorn_eps=sinkhorn_eps,
+            sinkhorn_iterations=sinkhorn_iterations,
+            assignment=assignment,
+            dead_after=dead_after,
+            seed=seed,
         )
         self.norm = nn.LayerNorm(in_features) if layer_norm else nn.Identity()
         self._pending_targets: torch.Tensor | None = None  # set by deepnc.training_targets
@@ -170,8 +173,9 @@ class DNCHead(nn.Module):
         embedded, similarities = self._similarities(features, keep_graph=torch.is_grad_enabled())
         logits = similarities.amax(dim=-1) / self.tau  # (..., C)
         if update:
-            self._update(embedded.detach(), similarities.detach(), self._flat_targets(
-                targets, features))
+            self._update(
+                embedded.detach(), similarities.detach(), self._flat_targets(targets, features)
+            )
         if features.dim() == 4:
             logits = logits.permute(0, 3, 1, 2).contiguous()
         return logits
@@ -236,7 +240,7 @@ class DNCHead(nn.Module):
         # A constant feature vector normalises to zero: it has no direction to cluster.
         keep &= embedded.abs().amax(dim=1) > 0
         embedded, similarities, labels = embedded[keep], similarities[keep], labels[keep]
-        correct = similarities.amax(dim=-1).argmax(dim=-1) == labels
+        correct = self._correctly_classified(similarities, labels)
         own = similarities[torch.arange(labels.numel(), device=labels.device), labels]
         embedded, own, labels, correct = _gather(embedded, own, labels, correct)
 
@@ -254,19 +258,20 @@ class DNCHead(nn.Module):
         classes = torch.nonzero(torch.bincount(labels[usable], minlength=self.num_classes))
         self._step_from_memory(classes.squeeze(1))
 
+    @staticmethod
+    def _correctly_classified(similarities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` bool: the nearest sub-centroid of sample m belongs to its class."""
+        return similarities.amax(dim=-1).argmax(dim=-1) == labels
+
     def _step_from_memory(self, classes: torch.Tensor) -> None:
         """Cluster the memory of ``classes`` (``(C',)``) and move their sub-centroids."""
         memory = self.memory
         assert memory is not None
-        slots = torch.arange(memory.length, device=classes.device)
-        groups = ClassGroups(
-            classes=classes,
-            rows=classes.unsqueeze(1) * memory.length + slots,
-            mask=memory.filled()[classes],
-        )
+        filled = memory.filled()[classes]  # (C', L)
         stored = memory.features[classes]  # (C', L, D)
         scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
-        self.bank.step(memory.features.view(-1, self.in_features), groups, scores)
+        labels = classes.unsqueeze(1).expand_as(filled)[filled]
+        self.bank.step(stored[filled], labels, scores[filled])
 
     def extra_repr(self) -> str:
         return (
@@ -283,7 +288,9 @@ def _gather(
     if not distributed.is_distributed():
         return embedded, own, labels, correct
     dim, num_k = embedded.shape[1], own.shape[1]
-    packed = torch.cat([embedded, own, labels.unsqueeze(1).float(), correct.unsqueeze(1).float()], 1)
+    packed = torch.cat(
+        [embedded, own, labels.unsqueeze(1).float(), correct.unsqueeze(1).float()], 1
+    )
     packed = distributed.all_gather_rows(packed)
     embedded, own = packed[:, :dim], packed[:, dim : dim + num_k]
     labels, correct = packed[:, dim + num_k].long(), packed[:, dim + num_k + 1].bool()

@@ -17,7 +17,7 @@ import torch
 
 from deepnc._validate import check_positive_float, check_positive_int
 
-__all__ = ["sinkhorn"]
+__all__ = ["sinkhorn", "sinkhorn_segments"]
 
 
 def sinkhorn(
@@ -65,9 +65,7 @@ def sinkhorn(
         raise TypeError(f"scores must be a floating point tensor, got {_describe(scores)}")
     unbatched = scores.dim() == 2
     if scores.dim() not in (2, 3):
-        raise ValueError(
-            f"scores must have shape (N, K) or (B, N, K), got {tuple(scores.shape)}"
-        )
+        raise ValueError(f"scores must have shape (N, K) or (B, N, K), got {tuple(scores.shape)}")
     if unbatched:
         scores = scores.unsqueeze(0)
     batch, num_samples, num_clusters = scores.shape
@@ -86,33 +84,66 @@ def sinkhorn(
                 f"got {tuple(mask.shape)}"
             )
 
-    plan = _log_plan(scores, mask, eps, iterations).exp() * mask.unsqueeze(-1)
-    assignments = plan.argmax(dim=-1).masked_fill(~mask, -1)
+    segments = torch.arange(batch, device=scores.device).unsqueeze(1).expand_as(mask)[mask]
+    flat_assignments, flat_plan = sinkhorn_segments(
+        scores[mask], segments, batch, eps=eps, iterations=iterations
+    )
+    plan = flat_plan.new_zeros(batch, num_samples, num_clusters)
+    plan[mask] = flat_plan
+    assignments = torch.full_like(mask, -1, dtype=torch.long)
+    assignments[mask] = flat_assignments
     if unbatched:
         assignments, plan = assignments.squeeze(0), plan.squeeze(0)
     return (assignments, plan) if return_plan else assignments
 
 
-def _log_plan(
-    scores: torch.Tensor, mask: torch.Tensor, eps: float, iterations: int
-) -> torch.Tensor:
-    """Log of the Sinkhorn plan, ``(B, N, K)``; padded rows hold finite junk."""
-    dtype = torch.promote_types(scores.dtype, torch.float32)  # never iterate in fp16/bf16
-    num_clusters = scores.shape[-1]
-    valid = mask.unsqueeze(-1)
-    samples_per_problem = mask.sum(dim=1, keepdim=True).clamp(min=1).to(dtype)  # (B, 1)
-    log_row_mass = -samples_per_problem.log().unsqueeze(-1)  # log(1/N_b), (B, 1, 1)
-    log_col_mass = -math.log(num_clusters)
+def sinkhorn_segments(
+    scores: torch.Tensor,
+    segments: torch.Tensor,
+    num_segments: int,
+    *,
+    eps: float = 0.05,
+    iterations: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same balanced assignment for problems given flat, one segment id per sample.
 
-    # Padded rows stay finite (0) so that no -inf - -inf ever appears; they are
-    # excluded from every column sum and zeroed in the returned plan.
-    log_q = torch.where(valid, scores.to(dtype) / eps, 0.0)
+    This is the form the sub-centroid update uses: classes of very different sizes
+    cost their samples only, where a padded layout costs classes x largest class.
+
+    Args:
+        scores: ``(M, K)`` similarity of each sample to the K sub-centroids of its problem.
+        segments: ``(M,)`` int64 problem of each sample, in ``[0, num_segments)``.
+        num_segments: number of problems (some may have no sample).
+        eps, iterations: as :func:`sinkhorn`.
+
+    Returns:
+        ``(assignments (M,) int64, plan (M, K) float)``; each problem's plan sums to 1.
+    """
+    check_positive_float("eps", eps)
+    check_positive_int("iterations", iterations)
+    dtype = torch.promote_types(scores.dtype, torch.float32)  # never iterate in fp16/bf16
+    num_clusters = scores.shape[1]
+    sizes = torch.bincount(segments, minlength=num_segments).clamp(min=1).to(dtype)
+    log_row_mass = -sizes.log()[segments].unsqueeze(1)  # log(1/N_b) of each sample, (M, 1)
+    log_col_mass = -math.log(num_clusters)
+    log_q = scores.to(dtype) / eps
     for _ in range(iterations):
-        column = torch.logsumexp(log_q.masked_fill(~valid, -math.inf), dim=1, keepdim=True)
-        column = torch.where(torch.isfinite(column), column, 0.0)  # empty problems
-        log_q = log_q - column + log_col_mass
-        log_q = log_q - torch.logsumexp(log_q, dim=2, keepdim=True) + log_row_mass
-    return log_q
+        column = _segment_logsumexp(log_q, segments, num_segments)  # (num_segments, K)
+        log_q = log_q - column[segments] + log_col_mass
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) + log_row_mass
+    plan = log_q.exp()
+    return plan.argmax(dim=1), plan
+
+
+def _segment_logsumexp(values: torch.Tensor, segments: torch.Tensor, num_segments: int):
+    """``(S, K)`` logsumexp of the rows of ``values`` ``(M, K)`` in each segment."""
+    index = segments.unsqueeze(1).expand_as(values)
+    peak = values.new_full((num_segments, values.shape[1]), -math.inf)
+    peak = peak.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+    peak = torch.where(torch.isfinite(peak), peak, 0.0)  # empty segments
+    total = values.new_zeros(num_segments, values.shape[1])
+    total.index_add_(0, segments, (values - peak[segments]).exp())
+    return peak + total.log()
 
 
 def _describe(value: object) -> str:

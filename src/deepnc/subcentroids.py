@@ -17,9 +17,9 @@ from torch import nn
 
 from deepnc import distributed
 from deepnc._validate import check_choice, check_positive_float, check_positive_int, check_range
-from deepnc.grouping import ClassGroups, group_by_class
+from deepnc.grouping import chunk_by_class, group_by_class, keep_per_class
 from deepnc.seeding import kmeans_plus_plus
-from deepnc.sinkhorn import sinkhorn
+from deepnc.sinkhorn import sinkhorn_segments
 
 __all__ = ["ASSIGNMENTS", "BankDiagnostics", "SubCentroidBank"]
 
@@ -152,16 +152,13 @@ class SubCentroidBank(nn.Module):
         was_initialised = self.initialised.clone()
         self.initialise(features, labels)
         usable = correct & was_initialised[labels]
-        groups = group_by_class(
-            labels[usable], self.num_classes, max_per_class=max_per_class,
-            generator=self._generator(salt=1),
-        )
-        features = features[usable]
+        if max_per_class is not None:
+            usable &= keep_per_class(
+                labels, self.num_classes, max_per_class, generator=self._generator(salt=1)
+            )
         if scores is None:
-            scores = self.own_class_scores(features, labels[usable])
-        else:
-            scores = scores[usable]
-        self.step(features, groups, groups.gather(scores))
+            scores = self.own_class_scores(features, labels)
+        self.step(features, labels, scores, include=usable)
 
     @torch.no_grad()
     def initialise(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -180,7 +177,9 @@ class SubCentroidBank(nn.Module):
             return new
         keep = new[labels]
         groups = group_by_class(
-            labels[keep], self.num_classes, max_per_class=INIT_SAMPLES_PER_CLASS,
+            labels[keep],
+            self.num_classes,
+            max_per_class=INIT_SAMPLES_PER_CLASS,
             generator=self._generator(salt=2),
         )
         padded = groups.gather(features[keep].float())
@@ -194,28 +193,36 @@ class SubCentroidBank(nn.Module):
         return new
 
     @torch.no_grad()
-    def step(self, features: torch.Tensor, groups: ClassGroups, scores: torch.Tensor) -> None:
-        """Assign, average and move: the momentum update of the classes in ``groups``.
+    def step(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        scores: torch.Tensor,
+        include: torch.Tensor | None = None,
+    ) -> None:
+        """Assign, average and move: the momentum update of the classes in ``labels``.
 
         Args:
-            features: ``(R, D)`` flat unit features that ``groups.rows`` indexes.
-            groups: the padded per-class layout of the samples to cluster; every
-                sample is correctly classified and its class is seeded.
-            scores: ``(C', N_max, K)`` cosine of each grouped sample to each
-                sub-centroid of its class (padding ignored).
+            features: ``(M, D)`` unit features of seeded classes.
+            labels: ``(M,)`` int64 class of each.
+            scores: ``(M, K)`` cosine of each feature to the K sub-centroids of its class.
+            include: ``(M,)`` bool, the samples to use (correctly classified ones);
+                default all. Left-out samples go to a discarded extra class rather
+                than being copied out, which would cost a pass over the features.
         """
         self.num_updates += 1
-        if groups.classes.numel() == 0:
+        if include is not None:
+            labels = labels.masked_fill(~include, self.num_classes)
+        if labels.numel() == 0:
             return
-        num_k = self.num_subcentroids
-        assignments = self._assign(scores.float(), groups.mask)
-        mask = groups.mask
-        slots = (groups.classes.unsqueeze(1) * num_k + assignments)[mask]
-        members = features[groups.rows[mask]].float()
-        sums = torch.zeros(self.num_classes * num_k, self.dim, device=features.device)
-        sums.index_add_(0, slots, members)
-        counts = torch.bincount(slots, minlength=self.num_classes * num_k)
-        sums, counts = sums.view_as(self.subcentroids), counts.view(self.num_classes, num_k)
+        num_k, num_slots = self.num_subcentroids, (self.num_classes + 1) * self.num_subcentroids
+        assignments = self._assign(scores.float(), labels)
+        slots = labels * num_k + assignments
+        sums = torch.zeros(num_slots, self.dim, device=features.device)
+        sums.index_add_(0, slots, features.float())
+        counts = torch.bincount(slots, minlength=num_slots)[: num_slots - num_k]
+        sums = sums[: num_slots - num_k].view_as(self.subcentroids)
+        counts = counts.view(self.num_classes, num_k)
 
         means = F.normalize(sums, dim=-1)
         moved = F.normalize(self.momentum * self.subcentroids + (1 - self.momentum) * means, dim=-1)
@@ -223,15 +230,19 @@ class SubCentroidBank(nn.Module):
         self.subcentroids.copy_(torch.where(update, moved, self.subcentroids))
         self.assigned += counts
 
-        self._reseed_dead(features, groups, scores, counts[groups.classes])
+        self._reseed_dead(features, labels, scores, counts)
         self._synchronise()
 
     def own_class_scores(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``(M, K)`` cosine of each feature to the K sub-centroids of its own class."""
-        flat = self.subcentroids.view(-1, self.dim)
-        scores = features.float() @ flat.T  # (M, C*K): the classifier's own product
-        scores = scores.view(-1, self.num_classes, self.num_subcentroids)
-        return scores[torch.arange(labels.numel(), device=labels.device), labels]
+        """``(M, K)`` cosine of each feature to the K sub-centroids of its own class.
+
+        Costs ``M * K * D`` (one batched matmul over same-class chunks of the
+        features), not the ``M * C * K * D`` of scoring every class.
+        """
+        chunks = chunk_by_class(labels, self.num_classes)
+        padded = chunks.pad(features.float())  # (R, width, D)
+        scores = torch.bmm(padded, self.subcentroids[chunks.row_class].transpose(1, 2))
+        return scores[chunks.row, chunks.column]
 
     @torch.no_grad()
     def record_accuracy(self, labels: torch.Tensor, correct: torch.Tensor) -> None:
@@ -275,46 +286,54 @@ class SubCentroidBank(nn.Module):
         )
 
     # ---------------------------------------------------------------- helpers
-    def _assign(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _assign(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` sub-centroid of each sample within its class."""
         if self.assignment == "sinkhorn":
-            return sinkhorn(
-                scores, mask, eps=self.sinkhorn_eps, iterations=self.sinkhorn_iterations
+            assignments, _ = sinkhorn_segments(
+                scores,
+                labels,
+                self.num_classes + 1,
+                eps=self.sinkhorn_eps,
+                iterations=self.sinkhorn_iterations,
             )
+            return assignments
         if self.assignment == "nearest":
-            choice = scores.argmax(dim=-1)
-        else:
-            draws = torch.randint(
-                self.num_subcentroids, mask.shape, generator=self._generator(salt=4)
-            )
-            choice = draws.to(mask.device)
-        return choice.masked_fill(~mask, -1)
+            return scores.argmax(dim=1)
+        draws = torch.randint(self.num_subcentroids, labels.shape, generator=self._generator(4))
+        return draws.to(labels.device)
 
     def _reseed_dead(
         self,
         features: torch.Tensor,
-        groups: ClassGroups,
+        labels: torch.Tensor,
         scores: torch.Tensor,
         counts: torch.Tensor,
     ) -> None:
-        """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples."""
-        sizes = groups.counts
-        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # only full classes judge
+        """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples.
+
+        Only classes with at least K samples in this update judge their sub-centroids;
+        ``labels == C`` marks left-out samples (they sort last).
+        """
+        sizes = torch.bincount(labels, minlength=self.num_classes + 1)[: self.num_classes]
+        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (C, 1)
         unused = (counts == 0) & eligible
-        since = self.steps_since_used[groups.classes]
-        since = torch.where(unused, since + 1, torch.where(eligible, 0, since))
+        since = self.steps_since_used
+        since.copy_(torch.where(unused, since + 1, torch.where(eligible, 0, since)))
         dead = since >= self.dead_after
-        if bool(dead.any()):
-            # A sample fits poorly when even its best sub-centroid is far from it.
-            fit = scores.float().amax(dim=-1).masked_fill(~groups.mask, torch.inf)
-            worst_first = fit.argsort(dim=1)
-            rank = (dead.cumsum(dim=1) - 1).clamp(min=0)  # j-th dead one takes j-th worst
-            rank = torch.minimum(rank, (sizes - 1).unsqueeze(1))
-            sample = torch.gather(groups.rows, 1, torch.gather(worst_first, 1, rank))
-            fresh = F.normalize(features[sample].float(), dim=-1)  # (C', K, D)
-            current = self.subcentroids[groups.classes]
-            self.subcentroids[groups.classes] = torch.where(dead.unsqueeze(-1), fresh, current)
-            since = since.masked_fill(dead, 0)
-        self.steps_since_used[groups.classes] = since
+        if not bool(dead.any()):
+            return
+        # A sample fits poorly when even its best sub-centroid is far from it. Order
+        # the samples by class, worst fitted first; the j-th dead sub-centroid of a
+        # class takes the j-th worst sample of that class.
+        by_fit = scores.float().amax(dim=1).argsort()
+        order = by_fit[torch.argsort(labels[by_fit], stable=True)]
+        starts = torch.cumsum(sizes, dim=0) - sizes
+        rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
+        rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
+        position = (starts.unsqueeze(1) + rank).clamp(max=labels.numel() - 1)
+        fresh = F.normalize(features[order[position]].float(), dim=-1)  # (C, K, D)
+        self.subcentroids.copy_(torch.where(dead.unsqueeze(-1), fresh, self.subcentroids))
+        since.masked_fill_(dead, 0)
 
     def _generator(self, salt: int) -> torch.Generator:
         """A CPU generator that every process builds identically for this update."""

@@ -1,0 +1,270 @@
+"""What the DNC head costs against the softmax head it replaces, measured in one run.
+
+Prints, and writes as JSON (``--out``):
+
+1. the whole training step (forward, backward, SGD, sub-centroid update) of a
+   CIFAR-style ResNet-20 on 1x28x28 inputs, batch 128, C = 10: DNC / softmax time;
+2. the same at ImageNet-like head scale: torchvision ResNet-50 at 64x64, batch 64,
+   C = 1000, K = 4, a memory of 64 features per class;
+3. the clustering update alone at dense scale (C = 150, K = 10, D = 512, 32k pixel
+   features): the batched update vs a per-class Python loop, time and peak memory;
+4. inference latency of the whole ResNet-20 (batch 128): DNC / softmax.
+
+Both heads of a pair run the same network with the same weights, interleaved round by
+round so that drifts of the machine hit both alike; each figure is a median.
+
+    python benchmarks/head_overhead.py            # the figures in the README
+    python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import deepnc
+from deepnc import DNCHead
+from deepnc.models import resnet20
+from deepnc.reference import per_class_update
+
+
+class AllCorrectHead(DNCHead):
+    """Counts every sample as correctly classified, so every class present in a batch
+    is clustered at every step: the most work the update can do (the worst case)."""
+
+    @staticmethod
+    def _correctly_classified(similarities, labels):
+        return torch.ones_like(labels, dtype=torch.bool)
+
+
+def interleaved_medians(steps: dict[str, Callable[[], object]], rounds: int, warmup: int):
+    """Median seconds of each callable, run in turn ``rounds`` times after ``warmup``."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def training_step(model, images, labels) -> Callable[[], None]:
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    has_head = bool(deepnc.dnc_heads(model))
+
+    def step() -> None:
+        if has_head:
+            with deepnc.training_targets(model, labels):
+                logits = model(images)
+        else:
+            logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+    return step
+
+
+def dnc_twin(model, **options):
+    """A copy of ``model`` with the same weights whose classifier is a worst-case DNC head."""
+    twin = copy.deepcopy(model)
+    name, layer = deepnc.find_classifier(twin)
+    head = AllCorrectHead(layer.in_features, layer.out_features, **options)
+    parent_name, _, child = name.rpartition(".")
+    setattr(twin.get_submodule(parent_name) if parent_name else twin, child, head)
+    return twin, head
+
+
+def prefill(head: DNCHead) -> None:
+    """Seed every class and fill every memory, as after the first epoch."""
+    per_class = head.memory_size or 8
+    labels = torch.arange(head.num_classes).repeat_interleave(per_class)
+    head.update(torch.randn(len(labels), head.in_features), labels)
+    head.update(torch.randn(len(labels), head.in_features), labels)
+
+
+def small_step_ratio(rounds: int) -> dict:
+    torch.manual_seed(0)
+    softmax = resnet20(num_classes=10, in_chans=1)
+    dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
+    prefill(head)
+    images, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    medians = interleaved_medians(
+        {
+            "softmax": training_step(softmax, images, labels),
+            "dnc": training_step(dnc, images, labels),
+        },
+        rounds=rounds,
+        warmup=2,
+    )
+    return _ratio("ResNet-20, 1x28x28, batch 128, C=10, K=4, memory 64: training step", medians)
+
+
+def imagenet_step_ratio(rounds: int) -> dict:
+    torch.manual_seed(0)
+    softmax = torchvision.models.resnet50(num_classes=1000)
+    dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
+    prefill(head)
+    images, labels = torch.randn(64, 3, 64, 64), torch.randint(0, 1000, (64,))
+    medians = interleaved_medians(
+        {
+            "softmax": training_step(softmax, images, labels),
+            "dnc": training_step(dnc, images, labels),
+        },
+        rounds=rounds,
+        warmup=1,
+    )
+    return _ratio("ResNet-50, 3x64x64, batch 64, C=1000, K=4, memory 64: training step", medians)
+
+
+def inference_ratio(rounds: int) -> dict:
+    torch.manual_seed(0)
+    softmax = resnet20(num_classes=10, in_chans=1).eval()
+    dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
+    prefill(head)
+    dnc.eval()
+    images = torch.randn(128, 1, 28, 28)
+
+    def infer(model):
+        def run():
+            with torch.inference_mode():
+                model(images)
+
+        return run
+
+    medians = interleaved_medians(
+        {"softmax": infer(softmax), "dnc": infer(dnc)}, rounds=rounds, warmup=3
+    )
+    return _ratio("ResNet-20, 1x28x28, batch 128: inference latency", medians)
+
+
+# ---------------------------------------------------------------- dense clustering
+DENSE = dict(num_classes=150, num_subcentroids=10, dim=512, num_pixels=32_768)
+
+
+def _dense_problem():
+    generator = torch.Generator().manual_seed(0)
+    c, k, d, m = (DENSE[key] for key in ("num_classes", "num_subcentroids", "dim", "num_pixels"))
+    bank = deepnc.SubCentroidBank(c, k, d, momentum=0.999)
+    bank.subcentroids.copy_(F.normalize(torch.randn(c, k, d, generator=generator), dim=-1))
+    bank.initialised.fill_(True)
+    features = F.normalize(torch.randn(m, d, generator=generator), dim=-1)
+    labels = torch.randint(0, c, (m,), generator=generator)
+    return bank, features, labels
+
+
+def _dense_run(kind: str, bank, features, labels) -> None:
+    if kind == "batched":
+        bank.update(features, labels)
+    else:
+        per_class_update(bank.subcentroids, features, labels, momentum=bank.momentum)
+
+
+def _peak_memory_child(kind: str, queue) -> None:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    bank, features, labels = _dense_problem()
+    _dense_run(kind, bank, features, labels)  # warm allocator and kernels
+    with open("/proc/self/statm") as statm:
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _dense_run(kind, bank, features, labels)
+    after_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # The high-water mark cannot go down: report how far the update pushed it above
+    # what the process held before (a lower bound when the warm-up already set it).
+    queue.put(max(after_peak, before_peak) - resident)
+
+
+def peak_memory_mib(kind: str) -> float:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_peak_memory_child, args=(kind, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result / 2**20
+
+
+def dense_clustering(rounds: int) -> dict:
+    bank, features, labels = _dense_problem()
+    loop_bank = copy.deepcopy(bank)
+    medians = interleaved_medians(
+        {
+            "loop": lambda: _dense_run("loop", loop_bank, features, labels),
+            "batched": lambda: _dense_run("batched", bank, features, labels),
+        },
+        rounds=rounds,
+        warmup=1,
+    )
+    return {
+        "what": "clustering update, C=150, K=10, D=512, 32768 pixel features",
+        "batched_s": medians["batched"],
+        "loop_s": medians["loop"],
+        "speedup": medians["loop"] / medians["batched"],
+        "batched_peak_mib": peak_memory_mib("batched"),
+        "loop_peak_mib": peak_memory_mib("loop"),
+    }
+
+
+def _ratio(what: str, medians: dict[str, float]) -> dict:
+    return {
+        "what": what,
+        "softmax_s": medians["softmax"],
+        "dnc_s": medians["dnc"],
+        "ratio": medians["dnc"] / medians["softmax"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/head_overhead.json"))
+    args = parser.parse_args()
+    rounds = 2 if args.quick else 15
+    results = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "small_training_step": small_step_ratio(rounds),
+        "imagenet_head_training_step": imagenet_step_ratio(max(rounds // 2, 2)),
+        "dense_clustering_update": dense_clustering(max(rounds // 3, 2)),
+        "inference": inference_ratio(rounds * 2),
+    }
+    print(results["machine"])
+    for key, row in results.items():
+        if key == "machine":
+            continue
+        if "ratio" in row:
+            print(
+                f"{row['what']}: softmax {row['softmax_s'] * 1e3:.1f} ms, "
+                f"DNC {row['dnc_s'] * 1e3:.1f} ms, DNC / softmax = {row['ratio']:.3f}"
+            )
+        else:
+            print(
+                f"{row['what']}: batched {row['batched_s'] * 1e3:.1f} ms "
+                f"(peak +{row['batched_peak_mib']:.0f} MiB), per-class loop "
+                f"{row['loop_s'] * 1e3:.1f} ms (peak +{row['loop_peak_mib']:.0f} MiB), "
+                f"speedup {row['speedup']:.1f}x"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
