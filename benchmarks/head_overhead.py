@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -171,56 +170,63 @@ def _dense_problem():
     return bank, features, labels
 
 
-def _dense_run(kind: str, bank, features, labels) -> None:
-    if kind == "batched":
-        bank.update(features, labels)
-    else:
-        per_class_update(bank.subcentroids, features, labels, momentum=bank.momentum)
-
-
-def _peak_memory_child(kind: str, queue) -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+def _dense_step(kind: str, with_scores: bool) -> Callable[[], object]:
     bank, features, labels = _dense_problem()
-    _dense_run(kind, bank, features, labels)  # warm allocator and kernels
-    with open("/proc/self/statm") as statm:
-        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    _dense_run(kind, bank, features, labels)
-    after_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    # The high-water mark cannot go down: report how far the update pushed it above
-    # what the process held before (a lower bound when the warm-up already set it).
-    queue.put(max(after_peak, before_peak) - resident)
+    scores = bank.own_class_scores(features, labels) if with_scores else None
+    if kind == "batched":
+        return lambda: bank.update(features, labels, scores=scores)
+    return lambda: per_class_update(
+        bank.subcentroids, features, labels, momentum=bank.momentum, scores=scores
+    )
 
 
-def peak_memory_mib(kind: str) -> float:
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _peak_memory_child(kind: str, with_scores: bool, queue) -> None:
+    step = _dense_step(kind, with_scores)
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # Linux: reset the peak resident size (VmHWM) to now
+    before = _status_bytes("VmRSS")
+    step()  # a first call: every byte it needs comes fresh from the system
+    queue.put(_status_bytes("VmHWM") - before)
+
+
+def peak_memory_mib(kind: str, with_scores: bool) -> float:
+    """How far one update raises the resident memory of a fresh process above its data."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_peak_memory_child, args=(kind, queue))
+    process = context.Process(target=_peak_memory_child, args=(kind, with_scores, queue))
     process.start()
     result = queue.get()
     process.join()
     return result / 2**20
 
 
-def dense_clustering(rounds: int) -> dict:
-    bank, features, labels = _dense_problem()
-    loop_bank = copy.deepcopy(bank)
-    medians = interleaved_medians(
-        {
-            "loop": lambda: _dense_run("loop", loop_bank, features, labels),
-            "batched": lambda: _dense_run("batched", bank, features, labels),
-        },
-        rounds=rounds,
-        warmup=1,
-    )
-    return {
-        "what": "clustering update, C=150, K=10, D=512, 32768 pixel features",
-        "batched_s": medians["batched"],
-        "loop_s": medians["loop"],
-        "speedup": medians["loop"] / medians["batched"],
-        "batched_peak_mib": peak_memory_mib("batched"),
-        "loop_peak_mib": peak_memory_mib("loop"),
-    }
+def dense_clustering(rounds: int) -> list[dict]:
+    rows = []
+    for with_scores, source in [
+        (True, "own-class scores from the forward, as in the head"),
+        (False, "from features alone (explicit update())"),
+    ]:
+        steps = {kind: _dense_step(kind, with_scores) for kind in ("loop", "batched")}
+        medians = interleaved_medians(steps, rounds=rounds, warmup=1)
+        rows.append(
+            {
+                "what": f"clustering update, C=150, K=10, D=512, 32768 pixels, {source}",
+                "batched_s": medians["batched"],
+                "loop_s": medians["loop"],
+                "speedup": medians["loop"] / medians["batched"],
+                "batched_peak_mib": peak_memory_mib(steps["batched"]),
+                "loop_peak_mib": peak_memory_mib(steps["loop"]),
+            }
+        )
+    return rows
 
 
 def _ratio(what: str, medians: dict[str, float]) -> dict:
@@ -247,9 +253,13 @@ def main() -> None:
         "inference": inference_ratio(rounds * 2),
     }
     print(results["machine"])
-    for key, row in results.items():
-        if key == "machine":
-            continue
+    rows = [
+        row
+        for key, value in results.items()
+        if key != "machine"
+        for row in (value if isinstance(value, list) else [value])
+    ]
+    for row in rows:
         if "ratio" in row:
             print(
                 f"{row['what']}: softmax {row['softmax_s'] * 1e3:.1f} ms, "

@@ -213,24 +213,35 @@ class SubCentroidBank(nn.Module):
         self.num_updates += 1
         if include is not None:
             labels = labels.masked_fill(~include, self.num_classes)
-        if labels.numel() == 0:
+        # Work on the classes present only (C' rows, not C): at ImageNet scale a batch
+        # holds a few dozen of the thousand classes. Left-out samples (label C) share
+        # one extra, discarded row.
+        present = torch.bincount(labels, minlength=self.num_classes + 1)[: self.num_classes]
+        classes = torch.nonzero(present, as_tuple=True)[0]
+        if classes.numel() == 0:
             return
-        num_k, num_slots = self.num_subcentroids, (self.num_classes + 1) * self.num_subcentroids
-        assignments = self._assign(scores.float(), labels)
-        slots = labels * num_k + assignments
-        sums = torch.zeros(num_slots, self.dim, device=features.device)
+        num_present, num_k = classes.numel(), self.num_subcentroids
+        compact = torch.full((self.num_classes + 1,), num_present, device=labels.device)
+        compact[classes] = torch.arange(num_present, device=labels.device)
+        ids = compact[labels]  # (M,) in [0, C'], C' = left out
+
+        assignments = self._assign(scores.float(), ids, num_present + 1)
+        slots = ids * num_k + assignments
+        num_slots = num_present * num_k
+        sums = torch.zeros(num_slots + num_k, self.dim, device=features.device)
         sums.index_add_(0, slots, features.float())
-        counts = torch.bincount(slots, minlength=num_slots)[: num_slots - num_k]
-        sums = sums[: num_slots - num_k].view_as(self.subcentroids)
-        counts = counts.view(self.num_classes, num_k)
+        sums = sums[:num_slots].view(num_present, num_k, self.dim)
+        counts = torch.bincount(slots, minlength=num_slots + num_k)[:num_slots]
+        counts = counts.view(num_present, num_k)
 
+        current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
-        moved = F.normalize(self.momentum * self.subcentroids + (1 - self.momentum) * means, dim=-1)
+        moved = F.normalize(self.momentum * current + (1 - self.momentum) * means, dim=-1)
         update = (counts > 0).unsqueeze(-1) & torch.isfinite(moved).all(-1, keepdim=True)
-        self.subcentroids.copy_(torch.where(update, moved, self.subcentroids))
-        self.assigned += counts
+        self.subcentroids[classes] = torch.where(update, moved, current)
+        self.assigned[classes] += counts
 
-        self._reseed_dead(features, labels, scores, counts)
+        self._reseed_dead(features, ids, scores, classes, counts)
         self._synchronise()
 
     def own_class_scores(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -286,54 +297,55 @@ class SubCentroidBank(nn.Module):
         )
 
     # ---------------------------------------------------------------- helpers
-    def _assign(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``(M,)`` sub-centroid of each sample within its class."""
+    def _assign(self, scores: torch.Tensor, ids: torch.Tensor, num_ids: int) -> torch.Tensor:
+        """``(M,)`` sub-centroid of each sample within its class (``ids`` numbers them)."""
         if self.assignment == "sinkhorn":
             assignments, _ = sinkhorn_segments(
-                scores,
-                labels,
-                self.num_classes + 1,
-                eps=self.sinkhorn_eps,
-                iterations=self.sinkhorn_iterations,
+                scores, ids, num_ids, eps=self.sinkhorn_eps, iterations=self.sinkhorn_iterations
             )
             return assignments
         if self.assignment == "nearest":
             return scores.argmax(dim=1)
-        draws = torch.randint(self.num_subcentroids, labels.shape, generator=self._generator(4))
-        return draws.to(labels.device)
+        draws = torch.randint(self.num_subcentroids, ids.shape, generator=self._generator(4))
+        return draws.to(ids.device)
 
     def _reseed_dead(
         self,
         features: torch.Tensor,
-        labels: torch.Tensor,
+        ids: torch.Tensor,
         scores: torch.Tensor,
+        classes: torch.Tensor,
         counts: torch.Tensor,
     ) -> None:
         """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples.
 
-        Only classes with at least K samples in this update judge their sub-centroids;
-        ``labels == C`` marks left-out samples (they sort last).
+        ``ids`` ``(M,)`` numbers the samples' classes as rows of ``classes`` ``(C',)``
+        (``C'`` for left-out samples, which sort last); ``counts`` ``(C', K)`` holds
+        this update's samples per sub-centroid. Only classes with at least K samples
+        judge their sub-centroids.
         """
-        sizes = torch.bincount(labels, minlength=self.num_classes + 1)[: self.num_classes]
-        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (C, 1)
+        num_present = classes.numel()
+        sizes = torch.bincount(ids, minlength=num_present + 1)[:num_present]
+        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (C', 1)
         unused = (counts == 0) & eligible
-        since = self.steps_since_used
-        since.copy_(torch.where(unused, since + 1, torch.where(eligible, 0, since)))
+        since = self.steps_since_used[classes]
+        since = torch.where(unused, since + 1, torch.where(eligible, 0, since))
         dead = since >= self.dead_after
-        if not bool(dead.any()):
-            return
-        # A sample fits poorly when even its best sub-centroid is far from it. Order
-        # the samples by class, worst fitted first; the j-th dead sub-centroid of a
-        # class takes the j-th worst sample of that class.
-        by_fit = scores.float().amax(dim=1).argsort()
-        order = by_fit[torch.argsort(labels[by_fit], stable=True)]
-        starts = torch.cumsum(sizes, dim=0) - sizes
-        rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
-        rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
-        position = (starts.unsqueeze(1) + rank).clamp(max=labels.numel() - 1)
-        fresh = F.normalize(features[order[position]].float(), dim=-1)  # (C, K, D)
-        self.subcentroids.copy_(torch.where(dead.unsqueeze(-1), fresh, self.subcentroids))
-        since.masked_fill_(dead, 0)
+        if bool(dead.any()):
+            # A sample fits poorly when even its best sub-centroid is far from it. Order
+            # the samples by class, worst fitted first; the j-th dead sub-centroid of a
+            # class takes the j-th worst sample of that class.
+            by_fit = scores.float().amax(dim=1).argsort()
+            order = by_fit[torch.argsort(ids[by_fit], stable=True)]
+            starts = torch.cumsum(sizes, dim=0) - sizes
+            rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
+            rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
+            position = (starts.unsqueeze(1) + rank).clamp(max=ids.numel() - 1)
+            fresh = F.normalize(features[order[position]].float(), dim=-1)  # (C', K, D)
+            current = self.subcentroids[classes]
+            self.subcentroids[classes] = torch.where(dead.unsqueeze(-1), fresh, current)
+            since = since.masked_fill(dead, 0)
+        self.steps_since_used[classes] = since
 
     def _generator(self, salt: int) -> torch.Generator:
         """A CPU generator that every process builds identically for this update."""
