@@ -222,8 +222,8 @@ def dense_clustering(rounds: int) -> list[dict]:
                 "batched_s": medians["batched"],
                 "loop_s": medians["loop"],
                 "speedup": medians["loop"] / medians["batched"],
-                "batched_peak_mib": peak_memory_mib(steps["batched"]),
-                "loop_peak_mib": peak_memory_mib(steps["loop"]),
+                "batched_peak_mib": peak_memory_mib("batched", with_scores),
+                "loop_peak_mib": peak_memory_mib("loop", with_scores),
             }
         )
     return rows
