@@ -270,8 +270,13 @@ class DNCHead(nn.Module):
         filled = memory.filled()[classes]  # (C', L)
         stored = memory.features[classes]  # (C', L, D)
         scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
-        labels = classes.unsqueeze(1).expand_as(filled)[filled]
-        self.bank.step(stored[filled], labels, scores[filled])
+        labels = classes.repeat_interleave(memory.length)
+        self.bank.step(
+            stored.view(-1, self.in_features),
+            labels,
+            scores.reshape(-1, self.num_subcentroids),
+            include=filled.view(-1),  # empty slots are left out without a copy
+        )
 
     def extra_repr(self) -> str:
         return (
