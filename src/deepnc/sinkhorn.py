@@ -55,9 +55,9 @@ def sinkhorn(
         iteration every real row sums to ``1/N_b`` and every column to about ``1/K``.
 
     Example:
-        >>> scores = torch.tensor([[0.9, 0.8], [0.8, 0.7]])  # both prefer sub-centroid 0
-        >>> sinkhorn(scores, iterations=50).tolist()  # balance sends one of them to 1
-        [0, 1]
+        >>> scores = torch.tensor([[0.9, 0.8], [0.9, 0.1]])  # both prefer sub-centroid 0
+        >>> sinkhorn(scores, iterations=50).tolist()  # the less attached one goes to 1
+        [1, 0]
     """
     check_positive_float("eps", eps)
     check_positive_int("iterations", iterations)
