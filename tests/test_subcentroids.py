@@ -185,3 +185,11 @@ def test_batched_update_equals_the_per_class_reference_loop():
     expected = per_class_update(bank.subcentroids, features, labels, momentum=0.7)
     bank.update(features, labels)
     assert torch.allclose(bank.subcentroids, expected, atol=1e-6)
+
+
+def test_a_mean_opposite_its_subcentroid_never_zeroes_it():
+    bank = SubCentroidBank(1, 1, 2, momentum=0.5)
+    bank.subcentroids.copy_(torch.tensor([[[1.0, 0.0]]]))
+    bank.initialised.fill_(True)
+    bank.update(torch.tensor([[-1.0, 0.0]]), torch.zeros(1, dtype=torch.long))
+    assert torch.allclose(bank.subcentroids.norm(dim=-1), torch.ones(1, 1))

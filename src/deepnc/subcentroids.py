@@ -236,8 +236,11 @@ class SubCentroidBank(nn.Module):
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
-        moved = F.normalize(self.momentum * current + (1 - self.momentum) * means, dim=-1)
-        update = (counts > 0).unsqueeze(-1) & torch.isfinite(moved).all(-1, keepdim=True)
+        blend = self.momentum * current + (1 - self.momentum) * means
+        # A mean exactly opposite its sub-centroid can cancel it: keep the old one then.
+        length = blend.norm(dim=-1, keepdim=True)
+        moved = blend / length.clamp(min=1e-12)
+        update = (counts > 0).unsqueeze(-1) & torch.isfinite(length) & (length > 1e-6)
         self.subcentroids[classes] = torch.where(update, moved, current)
         self.assigned[classes] += counts
 
