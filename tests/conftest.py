@@ -11,6 +11,7 @@ def _seed_and_threads():
     torch.manual_seed(0)
     yield
 
+
 # Property tests draw the same examples on every run, so a CI result is reproducible;
 # HYPOTHESIS_PROFILE=explore draws new ones to hunt for bugs.
 from hypothesis import settings  # noqa: E402
