@@ -100,38 +100,31 @@ def prefill(head: DNCHead) -> None:
     head.update(torch.randn(len(labels), head.in_features), labels)
 
 
-def small_step_ratio(rounds: int) -> dict:
-    torch.manual_seed(0)
-    softmax = resnet20(num_classes=10, in_chans=1)
+def step_ratio(what: str, softmax, images, labels, rounds: int, warmup: int) -> dict:
+    """DNC / softmax time of a whole training step of ``softmax`` and its DNC twin."""
     dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
     prefill(head)
+    steps = {
+        "softmax": training_step(softmax, images, labels),
+        "dnc": training_step(dnc, images, labels),
+    }
+    return _ratio(what, interleaved_medians(steps, rounds=rounds, warmup=warmup))
+
+
+def small_step_ratio(rounds: int) -> dict:
+    torch.manual_seed(0)
+    model = resnet20(num_classes=10, in_chans=1)
     images, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
-    medians = interleaved_medians(
-        {
-            "softmax": training_step(softmax, images, labels),
-            "dnc": training_step(dnc, images, labels),
-        },
-        rounds=rounds,
-        warmup=2,
-    )
-    return _ratio("ResNet-20, 1x28x28, batch 128, C=10, K=4, memory 64: training step", medians)
+    what = "ResNet-20, 1x28x28, batch 128, C=10, K=4, memory 64: training step"
+    return step_ratio(what, model, images, labels, rounds, warmup=2)
 
 
 def imagenet_step_ratio(rounds: int) -> dict:
     torch.manual_seed(0)
-    softmax = torchvision.models.resnet50(num_classes=1000)
-    dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
-    prefill(head)
+    model = torchvision.models.resnet50(num_classes=1000)
     images, labels = torch.randn(64, 3, 64, 64), torch.randint(0, 1000, (64,))
-    medians = interleaved_medians(
-        {
-            "softmax": training_step(softmax, images, labels),
-            "dnc": training_step(dnc, images, labels),
-        },
-        rounds=rounds,
-        warmup=1,
-    )
-    return _ratio("ResNet-50, 3x64x64, batch 64, C=1000, K=4, memory 64: training step", medians)
+    what = "ResNet-50, 3x64x64, batch 64, C=1000, K=4, memory 64: training step"
+    return step_ratio(what, model, images, labels, rounds, warmup=1)
 
 
 def inference_ratio(rounds: int) -> dict:
