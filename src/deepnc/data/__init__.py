@@ -1,0 +1,106 @@
+"""Datasets by name: ``list_datasets()`` and ``load_dataset(name, ...)``.
+
+>>> from deepnc.data import list_datasets
+>>> "fashion-mnist" in list_datasets()
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from functools import partial
+
+from deepnc.data.base import (
+    DatasetSplits,
+    ImageTensorDataset,
+    dataset_labels,
+    take_subset,
+    validate_split,
+)
+from deepnc.data.imagefolder import UnreadableImageError, load_imagefolder
+from deepnc.data.in_memory import (
+    load_cifar,
+    load_digits,
+    load_fake,
+    load_fashion_mnist,
+    load_mnist,
+)
+
+__all__ = [
+    "DatasetSplits",
+    "ImageTensorDataset",
+    "UnreadableImageError",
+    "dataset_labels",
+    "list_datasets",
+    "load_dataset",
+    "take_subset",
+    "validate_split",
+]
+
+_DATASETS: dict[str, Callable[..., DatasetSplits]] = {
+    "fashion-mnist": load_fashion_mnist,
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "cifar10": partial(load_cifar, 10),
+    "cifar100": partial(load_cifar, 100),
+    "imagefolder": load_imagefolder,
+    "fake": load_fake,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return sorted(_DATASETS)
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    augment: bool = True,
+    train_subset: int | None = None,
+    seed: int = 0,
+    **options,
+) -> DatasetSplits:
+    """Load a dataset of the registry, validated and optionally subsampled.
+
+    Args:
+        name: one of :func:`list_datasets`.
+        root: where the data lives (needed for ``cifar10``, ``cifar100``, ``mnist`` and
+            ``imagefolder``; optional for ``fashion-mnist``).
+        download: let torchvision download a missing set (needs the internet).
+        image_size: resize images to this side (default: the set's own size).
+        augment: random crops and flips on the train split.
+        train_subset: keep a class-balanced subset of this many training images.
+        seed: seed of the subset (and of an imagefolder's split).
+        **options: dataset-specific keywords (``channels`` for imagefolder,
+            ``num_classes`` / ``train_size`` / ``test_size`` for fake).
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones), empty splits,
+            labels outside ``[0, C)``.
+        FileNotFoundError: the data is missing; the message says how to get it.
+    """
+    if name not in _DATASETS:
+        close = difflib.get_close_matches(name, list(_DATASETS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}; valid names: {list_datasets()}.{hint}")
+    loader = _DATASETS[name]
+    accepted = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"dataset {name!r} does not take options {unknown}")
+    if "seed" in accepted:
+        options["seed"] = seed
+    splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
+    if train_subset is not None:
+        if train_subset < 1:
+            raise ValueError(f"train_subset must be a positive number of images, got {train_subset}")
+        splits.train = take_subset(splits.train, train_subset, seed)
+    validate_split(splits.train, splits.num_classes, f"the train split of {name}")
+    validate_split(splits.test, splits.num_classes, f"the test split of {name}")
+    return splits
