@@ -1,5 +1,17 @@
-"""Backbones. For now the CIFAR-style ResNets that the benchmarks and small demos use."""
+"""Backbones and the model registry: ``create_model(name, num_classes=..., head="dnc"|"linear")``."""
 
 from deepnc.models.cifar_resnet import CifarResNet, resnet20, resnet32, resnet56
+from deepnc.models.efficientnet_lite import efficientnet_lite0, lite0_state_dict
+from deepnc.models.registry import HEADS, create_model, list_models
 
-__all__ = ["CifarResNet", "resnet20", "resnet32", "resnet56"]
+__all__ = [
+    "HEADS",
+    "CifarResNet",
+    "create_model",
+    "efficientnet_lite0",
+    "list_models",
+    "lite0_state_dict",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+]
