@@ -1,0 +1,178 @@
+"""One training configuration: defaults here, a YAML file over them, command-line overrides last.
+
+>>> config = load_config(None, ["--epochs", "3", "--head_options.tau", "0.05"])
+>>> config.epochs, config.head_options
+(3, {'tau': 0.05})
+>>> load_config(None, ["--epoch", "3"])
+Traceback (most recent call last):
+...
+ValueError: unknown config key 'epoch'; did you mean 'epochs'?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepnc.head import DNCHead
+
+__all__ = ["TrainConfig", "load_config", "parse_overrides", "save_config"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Field names are the YAML and CLI keys."""
+
+    # What to learn
+    task: str = "classification"
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    train_subset: int | None = None
+    augment: bool = True
+    # The network
+    model: str = "resnet20"
+    head: str = "dnc"
+    pretrained: bool = False
+    head_options: dict[str, Any] = field(default_factory=dict)
+    # Optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    amp: bool = False
+    amp_dtype: str = "auto"
+    # The run
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    out_dir: str = "runs/default"
+    progress: bool = True
+    threads: int | None = None
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise ``ValueError`` naming the key and what is allowed."""
+        _choice("task", self.task, ("classification",))
+        _choice("head", self.head, ("dnc", "linear"))
+        _choice("optimizer", self.optimizer, ("sgd", "adamw"))
+        _choice("schedule", self.schedule, ("cosine", "step", "constant"))
+        _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+        for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing"):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+        if not 0 < self.lr:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.label_smoothing >= 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones are fractions of training in (0, 1), got {self.milestones}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.head == "linear" and self.head_options:
+            raise ValueError("head_options apply to head: dnc only; remove them for head: linear")
+        allowed = [p for p in inspect.signature(DNCHead).parameters if p not in ("in_features", "num_classes")]
+        for key in self.head_options:
+            if key not in allowed:
+                raise ValueError(f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+def _hint(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_overrides(arguments: list[str]) -> dict[str, Any]:
+    """``["--lr", "0.05", "--amp", "--head_options.tau=0.2"]`` -> ``{"lr": 0.05, "amp": True, ...}``.
+
+    Values are read as YAML scalars (``null``, ``true``, ``3``, ``[0.5, 0.75]``); a flag
+    with no value means ``true``; dashes in keys become underscores.
+    """
+    overrides: dict[str, Any] = {}
+    index = 0
+    while index < len(arguments):
+        token = arguments[index]
+        if not token.startswith("--"):
+            raise ValueError(f"expected --key value, got {token!r}")
+        key, _, value = token[2:].partition("=")
+        if not _:
+            following = arguments[index + 1] if index + 1 < len(arguments) else None
+            if following is None or following.startswith("--"):
+                value = "true"
+            else:
+                value, index = following, index + 1
+        overrides[key.replace("-", "_")] = yaml.safe_load(value)
+        index += 1
+    return overrides
+
+
+def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated.
+
+    Raises:
+        ValueError: a key that does not exist (naming the nearest valid key) or a bad value.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
+        values.update(loaded)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            section, _, option = key.partition(".")
+            if section != "head_options":
+                raise ValueError(f"only head_options takes dotted keys, got {key!r}")
+            values["head_options"] = {**values.get("head_options", {}), option: value}
+        else:
+            values[key] = value
+    unknown = [key for key in values if key not in _FIELDS]
+    if unknown:
+        raise ValueError(f"unknown config key {unknown[0]!r}{_hint(unknown[0], list(_FIELDS))}")
+    config = TrainConfig(**values)
+    for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing"):
+        if isinstance(getattr(config, name), int) and not isinstance(getattr(config, name), bool):
+            setattr(config, name, float(getattr(config, name)))
+    return config.validate()
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (what the run really used)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,215 @@
+"""The training loop and the evaluation pass, plain enough to call from your own script.
+
+Both work for a DNC model and a softmax model alike: a DNC model is run inside
+:func:`deepnc.training_targets` so its heads see the labels and update their
+sub-centroids during the forward pass. Under DDP, the figures returned are over all
+processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from tqdm.auto import tqdm
+
+from deepnc.distributed import is_distributed
+from deepnc.targets import dnc_heads, training_targets
+
+__all__ = ["EpochStats", "EvalResult", "autocast", "evaluate", "train_one_epoch"]
+
+
+@dataclass
+class EpochStats:
+    """What one training epoch did. ``compute_seconds`` excludes data loading."""
+
+    loss: float
+    accuracy: float
+    samples: int
+    seconds: float
+    compute_seconds: float
+    steps: int
+    lr: float
+
+    @property
+    def step_seconds(self) -> float:
+        return self.compute_seconds / max(1, self.steps)
+
+
+@dataclass
+class EvalResult:
+    """Metrics over a whole split.
+
+    Attributes:
+        top1, top5: accuracies in ``[0, 1]`` (top-5 is top-C when C < 5).
+        loss: mean cross-entropy.
+        per_class: ``(C,)`` accuracy of each class (recall; NaN for a class with no sample).
+        confusion: ``(C, C)`` counts, rows are true classes, columns predictions.
+        samples: number of images evaluated.
+    """
+
+    top1: float
+    top5: float
+    loss: float
+    per_class: torch.Tensor
+    confusion: torch.Tensor
+    samples: int
+
+    def summary(self) -> dict:
+        return {"top1": self.top1, "top5": self.top5, "loss": self.loss, "samples": self.samples}
+
+
+def autocast(device: torch.device, enabled: bool, dtype: str = "auto"):
+    """Mixed precision context: bf16 on CPU, fp16 (or the given dtype) on CUDA."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if dtype == "auto":
+        dtype = "float16" if device.type == "cuda" else "bfloat16"
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    if not is_distributed():
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    amp: bool = False,
+    amp_dtype: str = "auto",
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    label_smoothing: float = 0.0,
+    progress: bool = False,
+    description: str = "train",
+) -> EpochStats:
+    """One pass over ``loader``: forward (clustering the DNC heads), backward, step.
+
+    Args:
+        model: the model (possibly DDP-wrapped), already on ``device``.
+        loader: yields ``(images (B, C, H, W), labels (B,))``.
+        scheduler: stepped after every optimisation step.
+        amp, amp_dtype: mixed precision (see :func:`autocast`).
+        scaler: a ``GradScaler`` for fp16; None otherwise.
+        grad_clip: clip the global gradient norm to this value.
+        label_smoothing: of the cross-entropy.
+
+    Raises:
+        RuntimeError: the loss became NaN or infinite (the message gives the step).
+    """
+    model.train()
+    uses_dnc = bool(dnc_heads(model))
+    loss_sum = correct = samples = steps = 0
+    compute = 0.0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        _synchronise(device)
+        step_start = time.perf_counter()
+        context = training_targets(model, labels) if uses_dnc else contextlib.nullcontext()
+        with context, autocast(device, amp, amp_dtype):
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+        if not math.isfinite(loss.item()):
+            raise RuntimeError(f"the training loss is {loss.item()} at step {steps} of {description}")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        _synchronise(device)
+        compute += time.perf_counter() - step_start
+        batch = labels.numel()
+        loss_sum += loss.item() * batch
+        correct += int((logits.argmax(1) == labels).sum())
+        samples += batch
+        steps += 1
+        if progress:
+            rate = samples / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{loss_sum / samples:.3f}", acc=f"{correct / samples:.3f}", img_s=f"{rate:.0f}")
+    loss_sum, correct, samples = _all_reduce_sum([loss_sum, correct, samples], device)
+    return EpochStats(
+        loss=loss_sum / max(1, samples),
+        accuracy=correct / max(1, samples),
+        samples=int(samples),
+        seconds=time.perf_counter() - start,
+        compute_seconds=compute,
+        steps=steps,
+        lr=optimizer.param_groups[0]["lr"],
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    num_classes: int,
+    device: torch.device,
+    amp: bool = False,
+    amp_dtype: str = "auto",
+    progress: bool = False,
+    description: str = "eval",
+) -> EvalResult:
+    """Top-1, top-5, loss, per-class accuracy and the confusion matrix over ``loader``.
+
+    Under DDP, give every process a disjoint shard of the split: the metrics are summed
+    over processes (torchmetrics synchronises its states).
+    """
+    model.eval()
+    top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(device)
+    confusion = MulticlassConfusionMatrix(num_classes).to(device)
+    loss_sum = 0.0
+    for images, labels in tqdm(loader, desc=description, disable=not progress, leave=False):
+        images, labels = images.to(device), labels.to(device)
+        with autocast(device, amp, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        top5.update(logits, labels)
+        confusion.update(logits.argmax(1), labels)
+    matrix = confusion.compute().cpu()
+    top5_value = float(top5.compute()) if matrix.sum() else float("nan")
+    (loss_sum,) = _all_reduce_sum([loss_sum], device)
+    samples = int(matrix.sum())
+    per_class = matrix.diagonal().double() / matrix.sum(1).double()
+    return EvalResult(
+        top1=float(matrix.diagonal().sum() / max(1, samples)),
+        top5=top5_value,
+        loss=loss_sum / max(1, samples),
+        per_class=per_class.float(),
+        confusion=matrix,
+        samples=samples,
+    )

@@ -1,0 +1,81 @@
+"""Where a run executes: device choice, the torchrun process group, and seeds.
+
+One code path: a plain ``deepnc train`` is a world of one process; under ``torchrun``
+the environment variables ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` start DDP (NCCL
+on CUDA, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["Runtime", "epoch_seed", "seed_everything", "select_device", "start_runtime", "stop_runtime"]
+
+
+@dataclass
+class Runtime:
+    """The process's place in the run."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    started_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"``: this process's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def start_runtime(device: str = "auto") -> Runtime:
+    """Choose the device and join the torchrun process group if there is one."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = select_device(device, local_rank)
+    if world <= 1:
+        return Runtime(chosen)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        started = True
+    return Runtime(chosen, dist.get_rank(), dist.get_world_size(), started)
+
+
+def stop_runtime(runtime: Runtime) -> None:
+    if runtime.started_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch on one process: a resumed run re-seeds exactly as it went.
+
+    >>> epoch_seed(0, 1) != epoch_seed(0, 2) != epoch_seed(1, 1)
+    True
+    """
+    return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + 17) % 2**63
