@@ -85,19 +85,29 @@ class TrainConfig:
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})"
+            )
         if any(not 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones are fractions of training in (0, 1), got {self.milestones}")
+            raise ValueError(
+                f"milestones are fractions of training in (0, 1), got {self.milestones}"
+            )
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.head == "linear" and self.head_options:
             raise ValueError("head_options apply to head: dnc only; remove them for head: linear")
-        allowed = [p for p in inspect.signature(DNCHead).parameters if p not in ("in_features", "num_classes")]
+        allowed = [
+            p
+            for p in inspect.signature(DNCHead).parameters
+            if p not in ("in_features", "num_classes")
+        ]
         for key in self.head_options:
             if key not in allowed:
-                raise ValueError(f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}")
+                raise ValueError(
+                    f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,7 +151,9 @@ def parse_overrides(arguments: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated.
 
     Raises:
@@ -151,7 +163,9 @@ def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] |
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
+            raise ValueError(
+                f"{path} must hold a mapping of config keys, got {type(loaded).__name__}"
+            )
         values.update(loaded)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)

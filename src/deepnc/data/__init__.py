@@ -99,7 +99,9 @@ def load_dataset(
     splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
     if train_subset is not None:
         if train_subset < 1:
-            raise ValueError(f"train_subset must be a positive number of images, got {train_subset}")
+            raise ValueError(
+                f"train_subset must be a positive number of images, got {train_subset}"
+            )
         splits.train = take_subset(splits.train, train_subset, seed)
     validate_split(splits.train, splits.num_classes, f"the train split of {name}")
     validate_split(splits.test, splits.num_classes, f"the test split of {name}")

@@ -82,9 +82,13 @@ class ImageTensorDataset(Dataset):
         flip: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.shape != images.shape[:1]:
-            raise ValueError(f"labels must be (N,) = ({images.shape[0]},), got {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must be (N,) = ({images.shape[0]},), got {tuple(labels.shape)}"
+            )
         if image_size is not None and image_size != images.shape[-1]:
             images = _resize(images, image_size)
         self.size = images.shape[-1]
@@ -119,7 +123,7 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 ``(N, C, H, W)`` images scaled to ``[0, 1]``."""
-    scaled = images[: 10_000].float().div(255).transpose(0, 1).flatten(1)
+    scaled = images[:10_000].float().div(255).transpose(0, 1).flatten(1)
     return tuple(scaled.mean(1).tolist()), tuple(scaled.std(1).clamp_min(1e-3).tolist())
 
 

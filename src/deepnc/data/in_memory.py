@@ -83,7 +83,10 @@ def _splits_from_arrays(
     mean, std = channel_stats(tensors["train"][0])
     common = {"mean": mean, "std": std, "image_size": image_size}
     train = ImageTensorDataset(
-        *tensors["train"], **common, crop_padding=crop_padding if augment else 0, flip=flip and augment
+        *tensors["train"],
+        **common,
+        crop_padding=crop_padding if augment else 0,
+        flip=flip and augment,
     )
     test = ImageTensorDataset(*tensors["test"], **common)
     return DatasetSplits(
@@ -100,7 +103,11 @@ def _splits_from_arrays(
 
 
 def load_fashion_mnist(
-    *, root: str | None = None, download: bool = False, image_size: int | None = None, augment: bool = True
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    augment: bool = True,
 ) -> DatasetSplits:
     """Fashion-MNIST: 60,000 + 10,000 greyscale 28x28 images of 10 kinds of clothing.
 
@@ -135,7 +142,11 @@ def load_fashion_mnist(
 
 
 def load_mnist(
-    *, root: str | None = None, download: bool = False, image_size: int | None = None, augment: bool = True
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    augment: bool = True,
 ) -> DatasetSplits:
     """MNIST through torchvision from ``root`` (``download=True`` fetches it)."""
     from torchvision.datasets import MNIST
@@ -188,7 +199,11 @@ def _torchvision_or_explain(cls, name: str, root: str | None, train: bool, downl
 
 
 def load_digits(
-    *, root: str | None = None, download: bool = False, image_size: int | None = None, augment: bool = True
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    augment: bool = True,
 ) -> DatasetSplits:
     """scikit-learn's 1,797 8x8 digits, split 80/20 per class with a fixed seed (always present)."""
     from sklearn.datasets import load_digits as sklearn_digits

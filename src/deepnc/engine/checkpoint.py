@@ -33,7 +33,9 @@ __all__ = [
 FORMAT = "deepnc-checkpoint/1"
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]
+) -> None:
     """Atomically write ``tensors`` and the JSON-able ``state`` to ``path`` (and ``path.json``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,9 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
     # safetensors refuses views that share storage; a contiguous copy is cheap at this size.
     tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in tensors.items()}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+    _atomic_write(
+        path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2))
+    )
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -74,7 +78,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except Exception as error:
         raise ValueError(f"{path} is not a safetensors file: {error}") from error
     if "deepnc" not in metadata:
-        raise ValueError(f"{path} is a safetensors file but not a deepnc checkpoint (no 'deepnc' metadata)")
+        raise ValueError(
+            f"{path} is a safetensors file but not a deepnc checkpoint (no 'deepnc' metadata)"
+        )
     state = json.loads(metadata["deepnc"])
     if state.get("format") != FORMAT:
         raise ValueError(f"{path} has format {state.get('format')!r}; this deepnc reads {FORMAT!r}")
@@ -96,7 +102,9 @@ def optimizer_state_to_tensors(
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
-def optimizer_state_from_tensors(tensors: dict[str, torch.Tensor], json_state: dict[str, Any]) -> dict:
+def optimizer_state_from_tensors(
+    tensors: dict[str, torch.Tensor], json_state: dict[str, Any]
+) -> dict:
     """Inverse of :func:`optimizer_state_to_tensors`: a dict for ``optimizer.load_state_dict``."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

@@ -133,7 +133,9 @@ def train_one_epoch(
             logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
         if not math.isfinite(loss.item()):
-            raise RuntimeError(f"the training loss is {loss.item()} at step {steps} of {description}")
+            raise RuntimeError(
+                f"the training loss is {loss.item()} at step {steps} of {description}"
+            )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -158,7 +160,11 @@ def train_one_epoch(
         steps += 1
         if progress:
             rate = samples / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss_sum / samples:.3f}", acc=f"{correct / samples:.3f}", img_s=f"{rate:.0f}")
+            bar.set_postfix(
+                loss=f"{loss_sum / samples:.3f}",
+                acc=f"{correct / samples:.3f}",
+                img_s=f"{rate:.0f}",
+            )
     loss_sum, correct, samples = _all_reduce_sum([loss_sum, correct, samples], device)
     return EpochStats(
         loss=loss_sum / max(1, samples),

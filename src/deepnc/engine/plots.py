@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
 __all__ = ["plot_confusion", "plot_curves"]
 
@@ -48,7 +48,9 @@ def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str], path: st
             for j in range(len(class_names)):
                 if counts[i, j]:
                     colour = "white" if rates[i, j] > 0.5 else "black"
-                    axis.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
+                    axis.text(
+                        j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour
+                    )
     axis.set(xlabel="predicted", ylabel="true", title="confusion (row-normalised)")
     figure.colorbar(image, fraction=0.046)
     figure.tight_layout()

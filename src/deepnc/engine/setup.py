@@ -15,7 +15,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "epoch_seed", "seed_everything", "select_device", "start_runtime", "stop_runtime"]
+__all__ = [
+    "Runtime",
+    "epoch_seed",
+    "seed_everything",
+    "select_device",
+    "start_runtime",
+    "stop_runtime",
+]
 
 
 @dataclass
@@ -35,7 +42,9 @@ class Runtime:
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"``: this process's CUDA device when there is one, else the CPU."""
     if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        return (
+            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        )
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here")

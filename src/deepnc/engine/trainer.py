@@ -44,7 +44,16 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 log = logging.getLogger("deepnc")
 
 # Keys that may change between a run and its resumption; any other change is an error.
-_RESUMABLE_CHANGES = {"epochs", "device", "workers", "progress", "out_dir", "threads", "data_root", "download"}
+_RESUMABLE_CHANGES = {
+    "epochs",
+    "device",
+    "workers",
+    "progress",
+    "out_dir",
+    "threads",
+    "data_root",
+    "download",
+}
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
@@ -69,9 +78,15 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "subcentroids": subcentroids}
 
 
-def _loaders(config: TrainConfig, data: DatasetSplits, runtime: Runtime) -> tuple[DataLoader, DataLoader]:
+def _loaders(
+    config: TrainConfig, data: DatasetSplits, runtime: Runtime
+) -> tuple[DataLoader, DataLoader]:
     sampler = DistributedSampler(
-        data.train, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True, seed=config.seed
+        data.train,
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=config.seed,
     )
     per_process = len(sampler)
     if per_process < config.batch_size:
@@ -87,10 +102,14 @@ def _loaders(config: TrainConfig, data: DatasetSplits, runtime: Runtime) -> tupl
     return train, test
 
 
-def _check_resumable(saved: dict[str, Any], config: TrainConfig, data: DatasetSplits, path: Path) -> None:
+def _check_resumable(
+    saved: dict[str, Any], config: TrainConfig, data: DatasetSplits, path: Path
+) -> None:
     current = config.to_dict()
     changed = sorted(
-        key for key in current if key not in _RESUMABLE_CHANGES and saved["config"].get(key) != current[key]
+        key
+        for key in current
+        if key not in _RESUMABLE_CHANGES and saved["config"].get(key) != current[key]
     )
     if changed:
         details = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {current[k]!r}" for k in changed)
@@ -136,7 +155,11 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
     train_loader, test_loader = _loaders(config, data, runtime)
     steps_per_epoch = len(train_loader)
     optimizer = build_optimizer(
-        model, config.optimizer, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        model,
+        config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
     )
     scheduler = build_scheduler(
         optimizer, config.schedule, total_steps=config.epochs * steps_per_epoch,
@@ -202,7 +225,11 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
             )  # fmt: skip
             _append_metrics(out, row)
             _save(checkpoint_path, model, optimizer, scheduler, scaler, config, data, epoch + 1)
-            plot_curves(history, out / "curves.png", title=f"{config.model} / {config.head} on {config.dataset}")
+            plot_curves(
+                history,
+                out / "curves.png",
+                title=f"{config.model} / {config.head} on {config.dataset}",
+            )
 
     summary = _summary(config, data, model, history, runtime)
     if runtime.is_main:
@@ -237,7 +264,9 @@ def _summary(config, data, model, history, runtime) -> dict[str, Any]:
         "test_top5": last.get("test_top5"),
         "test_loss": last.get("test_loss"),
         "best_test_top1": max((r["test_top1"] for r in history), default=None),
-        "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in history) if history else None,
+        "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in history)
+        if history
+        else None,
         "step_seconds": statistics.mean(r["step_seconds"] for r in history) if history else None,
         "parameters": count_parameters(model),
         "train_size": len(data.train),

@@ -48,7 +48,9 @@ def lite0_state_dict(target: nn.Module, source: dict[str, torch.Tensor] | None =
     wanted = {k: v for k, v in target.state_dict().items() if not k.endswith("num_batches_tracked")}
     given = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
     if len(given) != len(wanted):
-        raise ValueError(f"EfficientNet-Lite0 weights hold {len(given)} tensors, timm expects {len(wanted)}")
+        raise ValueError(
+            f"EfficientNet-Lite0 weights hold {len(given)} tensors, timm expects {len(wanted)}"
+        )
     mapped = dict(target.state_dict())
     for (name, reference), (source_name, tensor) in zip(wanted.items(), given, strict=True):
         if tensor.shape != reference.shape:
@@ -60,7 +62,9 @@ def lite0_state_dict(target: nn.Module, source: dict[str, torch.Tensor] | None =
     return mapped
 
 
-def efficientnet_lite0(*, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
+def efficientnet_lite0(
+    *, num_classes: int, in_chans: int = 3, pretrained: bool = False
+) -> nn.Module:
     """timm's ``tf_efficientnet_lite0``, optionally with the shipped ImageNet weights.
 
     With ``pretrained=True`` the backbone gets the ImageNet weights; the classifier is

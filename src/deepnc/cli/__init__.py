@@ -1,0 +1,46 @@
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``.
+
+Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
+commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deepnc.cli import compare_command, eval_command, train_command
+
+__all__ = ["main"]
+
+_COMMANDS = {
+    "train": train_command,
+    "eval": eval_command,
+    "compare": compare_command,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deepnc`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="deepnc", description="Deep Nearest Centroids for PyTorch"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _COMMANDS.items():
+        module.add_parser(commands)
+    arguments, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    try:
+        return _COMMANDS[arguments.command].run(arguments, rest) or 0
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"deepnc {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted; the last finished epoch is saved: run the same command with "
+            "--resume to continue",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,30 @@
+"""``deepnc train --config FILE [--resume] [--key value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from deepnc.config import load_config
+from deepnc.engine.trainer import train
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train a classifier from a YAML config",
+        description=(
+            "Train from a YAML config (see configs/). Any config key can be overridden as "
+            "--key value (for example --epochs 5 --head linear --head_options.tau 0.05)."
+        ),
+    )
+    parser.add_argument("--config", help="YAML file of config keys (default: built-in defaults)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir")
+
+
+def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
+    config = load_config(arguments.config, overrides)
+    summary = train(config, resume=arguments.resume)
+    keys = ("model", "head", "dataset", "epochs", "test_top1", "test_top5", "seconds_per_epoch")
+    print(json.dumps({key: summary[key] for key in keys}, indent=2))
+    return 0

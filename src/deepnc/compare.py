@@ -1,0 +1,110 @@
+"""DNC against the softmax head of the identical network and recipe, over seeds.
+
+Each (head, seed) run lives in ``out_dir/<head>-seed<seed>``; a finished run (one with a
+``summary.json``) is reused and an interrupted one is resumed, so a comparison can be
+stopped and started again without losing work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deepnc.config import TrainConfig
+from deepnc.engine.trainer import CHECKPOINT_NAME, train
+
+__all__ = ["compare", "comparison_markdown", "comparison_rows"]
+
+log = logging.getLogger("deepnc")
+
+
+def compare(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    heads: Sequence[str] = ("dnc", "linear"),
+) -> list[dict[str, Any]]:
+    """Train every head with every seed under ``config``; return the run summaries.
+
+    The DNC head options of ``config`` apply to the DNC runs only; everything else (model,
+    data, optimiser, schedule, epochs, augmentation) is identical for both heads.
+    """
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    out_dir = Path(out_dir)
+    summaries = []
+    for seed in seeds:
+        for head in heads:
+            run_dir = out_dir / f"{head}-seed{seed}"
+            options = config.head_options if head == "dnc" else {}
+            run = dataclasses.replace(
+                config, head=head, seed=seed, out_dir=str(run_dir), head_options=options
+            )
+            summary_path = run_dir / "summary.json"
+            if summary_path.exists():
+                summary = json.loads(summary_path.read_text())
+                if summary["config"] == run.validate().to_dict():
+                    log.info("reusing the finished run %s", run_dir)
+                    summaries.append(summary)
+                    continue
+                raise ValueError(f"{run_dir} holds a finished run with another configuration")
+            log.info("training %s with seed %d into %s", head, seed, run_dir)
+            summaries.append(train(run, resume=(run_dir / CHECKPOINT_NAME).exists()))
+    return summaries
+
+
+def comparison_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per head: top-1 mean and std over seeds, parameters, time."""
+    rows = []
+    by_head: dict[str, list[dict]] = {}
+    for summary in summaries:
+        by_head.setdefault(summary["head"], []).append(summary)
+    for head, runs in by_head.items():
+        top1 = [100 * run["test_top1"] for run in runs]
+        rows.append(
+            {
+                "head": head,
+                "seeds": [run["seed"] for run in runs],
+                "top1": top1,
+                "top1_mean": statistics.mean(top1),
+                "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                "trainable_parameters": runs[0]["parameters"]["trainable"],
+                "subcentroid_numbers": runs[0]["parameters"]["subcentroids"],
+                "seconds_per_epoch": statistics.mean(run["seconds_per_epoch"] for run in runs),
+                "step_seconds": statistics.mean(run["step_seconds"] for run in runs),
+            }
+        )
+    baseline = next((row for row in rows if row["head"] == "linear"), None)
+    for row in rows:
+        row["step_ratio"] = row["step_seconds"] / baseline["step_seconds"] if baseline else None
+    return rows
+
+
+def comparison_markdown(summaries: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`comparison_rows`, with the recipe underneath."""
+    rows = comparison_rows(summaries)
+    first = summaries[0]
+    lines = [
+        f"{first['model']} on {first['dataset']}, {first['epochs']} epochs, "
+        f"{first['train_size']} training / {first['test_size']} test images, seeds "
+        f"{rows[0]['seeds']}",
+        "",
+        "| head | top-1 (%) mean ± std | per seed | trainable params | sub-centroid numbers "
+        "| s / epoch | step ms | step / softmax |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    names = {"dnc": "DNC", "linear": "softmax"}
+    for row in rows:
+        ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
+        lines.append(
+            f"| {names.get(row['head'], row['head'])} | {row['top1_mean']:.2f} ± {row['top1_std']:.2f} "
+            f"| {', '.join(f'{v:.2f}' for v in row['top1'])} | {row['trainable_parameters']:,} "
+            f"| {row['subcentroid_numbers']:,} | {row['seconds_per_epoch']:.1f} "
+            f"| {1000 * row['step_seconds']:.1f} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,120 @@
+"""Training runs end to end on real (tiny) data; resume continues exactly; bad runs stop early."""
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import deepnc.engine.trainer as trainer_module
+from deepnc.config import load_config
+from deepnc.engine import evaluate, train, train_one_epoch
+from deepnc.engine.checkpoint import load_checkpoint
+
+
+def tiny(tmp_path, **overrides):
+    values = {
+        "dataset": "digits", "train_subset": 320, "epochs": 3, "batch_size": 64,
+        "lr": 0.05, "warmup_epochs": 0.5, "out_dir": str(tmp_path / "run"), "progress": False,
+    }  # fmt: skip
+    return load_config(None, {**values, **overrides})
+
+
+@pytest.mark.parametrize("head", ["dnc", "linear"])
+def test_a_run_learns_and_writes_its_files(tmp_path, head):
+    summary = train(tiny(tmp_path, head=head, epochs=4, train_subset=None))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
+        "curves.png", "summary.json",
+    }  # fmt: skip
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert summary["test_top1"] > 0.5  # 10 classes: chance is 0.1
+    assert summary["epochs"] == 4 and summary["head"] == head
+    tensors, state = load_checkpoint(run / "checkpoint.safetensors")
+    assert state["epoch"] == 4 and state["dataset"]["num_classes"] == 10
+    if head == "dnc":
+        assert tensors["model.fc.bank.subcentroids"].shape == (10, 4, 64)
+        assert "model.fc.memory.features" in tensors
+        assert summary["parameters"]["subcentroids"] == 10 * 4 * 64
+
+
+def _interrupt_at_epoch(monkeypatch, epoch):
+    calls = {"n": 0}
+    real = trainer_module.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "train_one_epoch", interrupted)
+
+
+@pytest.mark.parametrize("head", ["dnc", "linear"])
+def test_resume_reaches_the_numbers_of_an_uninterrupted_run(tmp_path, monkeypatch, head):
+    straight = train(tiny(tmp_path / "a", head=head))
+    with monkeypatch.context() as patch:
+        _interrupt_at_epoch(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny(tmp_path / "b", head=head))
+    _, state = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.safetensors")
+    assert state["epoch"] == 1
+    resumed = train(tiny(tmp_path / "b", head=head), resume=True)
+    assert resumed["test_top1"] == straight["test_top1"]
+    assert resumed["test_loss"] == straight["test_loss"]
+    a, _ = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.safetensors")
+    b, _ = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    train(tiny(tmp_path, epochs=1))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny(tmp_path, epochs=1))
+
+
+def test_resume_refuses_another_recipe_or_dataset(tmp_path):
+    train(tiny(tmp_path, epochs=1))
+    with pytest.raises(ValueError, match=r"configuration changed \(lr: 0.05 -> 0.1"):
+        train(tiny(tmp_path, epochs=2, lr=0.1), resume=True)
+    with pytest.raises(ValueError, match="dataset: 'digits' -> 'fake'"):
+        train(tiny(tmp_path, epochs=2, dataset="fake", train_subset=None), resume=True)
+    assert train(tiny(tmp_path, epochs=2), resume=True)["epochs"] == 2  # more epochs is fine
+
+
+def test_zero_length_epochs_are_caught_before_training(tmp_path):
+    with pytest.raises(ValueError, match="an epoch would have no step"):
+        train(tiny(tmp_path, train_subset=50, batch_size=64))
+
+
+def test_evaluate_counts_exactly():
+    logits = torch.tensor([[5.0, 0, 0], [0, 5, 0], [0, 0, 5], [0, 0, 5]])
+    labels = torch.tensor([0, 1, 1, 2])
+    model = torch.nn.Identity()
+    loader = DataLoader(TensorDataset(logits, labels), batch_size=3)
+    result = evaluate(model, loader, num_classes=3, device=torch.device("cpu"))
+    assert result.top1 == 0.75 and result.samples == 4 and result.top5 == 1.0
+    assert result.per_class.tolist() == [1.0, 0.5, 1.0]
+    assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+def test_a_diverging_loss_stops_training():
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    loader = DataLoader(TensorDataset(torch.randn(4, 2), torch.tensor([0, 1, 0, 1])), batch_size=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="loss is nan at step 0"):
+        train_one_epoch(model, loader, optimizer, device=torch.device("cpu"))
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    summary = train(tiny(tmp_path, epochs=1, amp=True, train_subset=128))
+    assert summary["test_loss"] == summary["test_loss"]  # finite, not NaN
