@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors + JSON, atomic, no code executed on load, optimiser state round-trips."""
+"""Checkpoints: safetensors + JSON, atomic, no code run on load, optimiser state round-trips."""
 
 import json
 

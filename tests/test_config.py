@@ -11,7 +11,8 @@ CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 
 
 def test_overrides_are_yaml_scalars():
-    assert parse_overrides(["--lr", "0.05", "--amp", "--grad-clip=null", "--milestones", "[0.3, 0.6]"]) == {
+    arguments = ["--lr", "0.05", "--amp", "--grad-clip=null", "--milestones", "[0.3, 0.6]"]
+    assert parse_overrides(arguments) == {
         "lr": 0.05, "amp": True, "grad_clip": None, "milestones": [0.3, 0.6],
     }  # fmt: skip
     with pytest.raises(ValueError, match="expected --key value"):

@@ -59,7 +59,7 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_unknown_dataset_lists_the_valid_names():
-    with pytest.raises(ValueError, match="valid names.*Did you mean 'fashion-mnist'"):
+    with pytest.raises(ValueError, match=r"valid names.*Did you mean 'fashion-mnist'"):
         load_dataset("fashion_mnist")
     assert {"fashion-mnist", "digits", "cifar10", "imagefolder", "fake"} <= set(list_datasets())
 
@@ -144,8 +144,8 @@ def test_imagefolder_names_an_unreadable_file(tmp_path):
     _write_images(tmp_path / "val", {"a": 1, "b": 1})
     (tmp_path / "train" / "b" / "broken.png").write_bytes(b"not an image")
     data = load_dataset("imagefolder", root=str(tmp_path), image_size=8)
-    broken = [i for i, (path, _) in enumerate(data.train.samples) if "broken" in path][0]
-    with pytest.raises(UnreadableImageError, match="broken.png"):
+    broken = next(i for i, (path, _) in enumerate(data.train.samples) if "broken" in path)
+    with pytest.raises(UnreadableImageError, match=r"broken\.png"):
         data.train[broken]
 
 

@@ -1,4 +1,4 @@
-"""The model registry: every name builds with both heads; EfficientNet-Lite0's weights map exactly."""
+"""The model registry: names build with both heads; EfficientNet-Lite0's weights map exactly."""
 
 import pytest
 import timm
@@ -35,7 +35,7 @@ def test_head_options_reach_the_head():
 
 
 def test_bad_names_and_options():
-    with pytest.raises(ValueError, match="valid names.*Did you mean 'resnet20'"):
+    with pytest.raises(ValueError, match=r"valid names.*Did you mean 'resnet20'"):
         create_model("resnet_20", num_classes=3)
     with pytest.raises(ValueError, match="head must be one of"):
         create_model("resnet20", num_classes=3, head="softmax")
@@ -64,7 +64,7 @@ def test_lite0_mapping_refuses_a_wrong_layout():
     reference = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
     shipped = dict(reference.state_dict())
     shipped["conv_stem.weight"] = torch.zeros(1, 2, 3, 3)
-    with pytest.raises(ValueError, match="mapping broke at conv_stem.weight"):
+    with pytest.raises(ValueError, match=r"mapping broke at conv_stem\.weight"):
         lite0_state_dict(reference, shipped)
     with pytest.raises(ValueError, match="tensors"):
         lite0_state_dict(reference, {"a": torch.zeros(1)})

@@ -102,7 +102,8 @@ def comparison_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
         lines.append(
-            f"| {names.get(row['head'], row['head'])} | {row['top1_mean']:.2f} ± {row['top1_std']:.2f} "
+            f"| {names.get(row['head'], row['head'])} "
+            f"| {row['top1_mean']:.2f} ± {row['top1_std']:.2f} "
             f"| {', '.join(f'{v:.2f}' for v in row['top1'])} | {row['trainable_parameters']:,} "
             f"| {row['subcentroid_numbers']:,} | {row['seconds_per_epoch']:.1f} "
             f"| {1000 * row['step_seconds']:.1f} | {ratio} |"

@@ -128,7 +128,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def parse_overrides(arguments: list[str]) -> dict[str, Any]:
-    """``["--lr", "0.05", "--amp", "--head_options.tau=0.2"]`` -> ``{"lr": 0.05, "amp": True, ...}``.
+    """``["--lr", "0.05", "--amp", "--head_options.tau=0.2"]`` -> ``{"lr": 0.05, "amp": True, ..}``.
 
     Values are read as YAML scalars (``null``, ``true``, ``3``, ``[0.5, 0.75]``); a flag
     with no value means ``true``; dashes in keys become underscores.

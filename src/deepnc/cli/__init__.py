@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="deepnc", description="Deep Nearest Centroids for PyTorch"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in _COMMANDS.items():
+    for module in _COMMANDS.values():
         module.add_parser(commands)
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -57,7 +57,7 @@ _RESUMABLE_CHANGES = {
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
-    """The model of ``config`` for a dataset described by ``data`` (see ``DatasetSplits.describe``)."""
+    """The model of ``config`` for a dataset described by ``data`` (``DatasetSplits.describe()``)."""
     head_options = dict(config.head_options)
     if config.head == "dnc":
         head_options.setdefault("seed", config.seed)
@@ -147,9 +147,14 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
             f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
         )
     data = load_dataset(
-        config.dataset, root=config.data_root, download=config.download, image_size=config.image_size,
-        augment=config.augment, train_subset=config.train_subset, seed=config.seed,
-    )  # fmt: skip
+        config.dataset,
+        root=config.data_root,
+        download=config.download,
+        image_size=config.image_size,
+        augment=config.augment,
+        train_subset=config.train_subset,
+        seed=config.seed,
+    )
     seed_everything(config.seed)
     model = build_model(config, data.describe()).to(runtime.device)
     train_loader, test_loader = _loaders(config, data, runtime)
@@ -221,7 +226,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         if runtime.is_main:
             log.info(
                 "epoch %d/%d  train loss %.4f top-1 %.2f%%  test top-1 %.2f%%  %.1f s",
-                epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy, 100 * result.top1, stats.seconds,
+                epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy,
+                100 * result.top1, stats.seconds,
             )  # fmt: skip
             _append_metrics(out, row)
             _save(checkpoint_path, model, optimizer, scheduler, scaler, config, data, epoch + 1)

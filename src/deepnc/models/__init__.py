@@ -1,4 +1,4 @@
-"""Backbones and the model registry: ``create_model(name, num_classes=..., head="dnc"|"linear")``."""
+"""Backbones and the registry: ``create_model(name, num_classes=..., head="dnc" or "linear")``."""
 
 from deepnc.models.cifar_resnet import CifarResNet, resnet20, resnet32, resnet56
 from deepnc.models.efficientnet_lite import efficientnet_lite0, lite0_state_dict
