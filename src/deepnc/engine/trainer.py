@@ -57,7 +57,7 @@ _RESUMABLE_CHANGES = {
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
-    """The model of ``config`` for a dataset described by ``data`` (``DatasetSplits.describe()``)."""
+    """The model of ``config`` for the dataset that ``data`` describes (``describe()``)."""
     head_options = dict(config.head_options)
     if config.head == "dnc":
         head_options.setdefault("seed", config.seed)
