@@ -58,6 +58,7 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: bool = False
     amp_dtype: str = "auto"
+    eval_every: int = 1
     # The run
     seed: int = 0
     device: str = "auto"
@@ -73,7 +74,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, ("sgd", "adamw"))
         _choice("schedule", self.schedule, ("cosine", "step", "constant"))
         _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
-        for key in ("epochs", "batch_size", "eval_batch_size"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing"):

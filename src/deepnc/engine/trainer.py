@@ -45,6 +45,7 @@ log = logging.getLogger("deepnc")
 
 # Keys that may change between a run and its resumption; any other change is an error.
 _RESUMABLE_CHANGES = {
+    "eval_every",
     "epochs",
     "device",
     "workers",
@@ -207,27 +208,31 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
             label_smoothing=config.label_smoothing, progress=config.progress and runtime.is_main,
             description=f"epoch {epoch + 1}/{config.epochs}",
         )  # fmt: skip
-        result = evaluate(
-            model, test_loader, num_classes=data.num_classes, device=runtime.device,
-            amp=config.amp, amp_dtype=config.amp_dtype,
-        )  # fmt: skip
         row = {
             "epoch": epoch + 1,
             "train_loss": stats.loss,
             "train_top1": stats.accuracy,
-            "test_loss": result.loss,
-            "test_top1": result.top1,
-            "test_top5": result.top5,
+            "test_loss": None,
+            "test_top1": None,
+            "test_top5": None,
             "lr": stats.lr,
             "epoch_seconds": stats.seconds,
             "step_seconds": stats.step_seconds,
         }
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            result = evaluate(
+                model, test_loader, num_classes=data.num_classes, device=runtime.device,
+                amp=config.amp, amp_dtype=config.amp_dtype,
+            )  # fmt: skip
+            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
         history.append(row)
         if runtime.is_main:
+            tested = (
+                f"test top-1 {100 * row['test_top1']:.2f}%" if row["test_top1"] is not None else ""
+            )
             log.info(
-                "epoch %d/%d  train loss %.4f top-1 %.2f%%  test top-1 %.2f%%  %.1f s",
-                epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy,
-                100 * result.top1, stats.seconds,
+                "epoch %d/%d  train loss %.4f top-1 %.2f%%  %s  %.1f s",
+                epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy, tested, stats.seconds,
             )  # fmt: skip
             _append_metrics(out, row)
             _save(checkpoint_path, model, optimizer, scheduler, scaler, config, data, epoch + 1)
@@ -269,7 +274,9 @@ def _summary(config, data, model, history, runtime) -> dict[str, Any]:
         "test_top1": last.get("test_top1"),
         "test_top5": last.get("test_top5"),
         "test_loss": last.get("test_loss"),
-        "best_test_top1": max((r["test_top1"] for r in history), default=None),
+        "best_test_top1": max(
+            (r["test_top1"] for r in history if r["test_top1"] is not None), default=None
+        ),
         "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in history)
         if history
         else None,
