@@ -1,10 +1,10 @@
-# Two commands matter: `make test` (the suite, from a fresh clone) and
-# `python benchmarks/head_overhead.py` (the cost figures of the README).
+# `make demo` (the README's first command: DNC against softmax on real data, ~5 minutes),
+# `make test` (the suite, from a fresh clone), `make bench` (the README's figures).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint bench install clean
+.PHONY: demo test lint bench install clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,12 @@ lint: install
 test: install lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
+demo: install
+	PY=$(PY) scripts/demo.sh
+
 bench: install
 	$(PY) benchmarks/head_overhead.py
+	$(PY) benchmarks/fashion_mnist_compare.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info

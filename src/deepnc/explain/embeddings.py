@@ -1,0 +1,111 @@
+"""The normalised embeddings a DNC head classifies, for a whole dataset.
+
+A DNC model's head sees the backbone's features and normalises them (LayerNorm, L2);
+the sub-centroids live in that normalised space. :func:`embed_dataset` captures the
+head's input with a forward hook, so it works for any model that holds a
+:class:`~deepnc.DNCHead`, whatever the backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from deepnc.head import DNCHead
+from deepnc.targets import dnc_heads
+
+__all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head"]
+
+
+@dataclass
+class Embeddings:
+    """Embeddings of a dataset in the head's space.
+
+    Attributes:
+        features: ``(N, D)`` fp32 unit vectors (LayerNorm then L2, as the head sees them).
+        labels: ``(N,)`` true classes.
+        predictions: ``(N,)`` the model's predicted classes.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    predictions: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def find_dnc_head(model: nn.Module) -> DNCHead:
+    """The single classification :class:`~deepnc.DNCHead` of ``model``.
+
+    Raises:
+        ValueError: the model has no DNC head (a softmax model) or several.
+    """
+    heads = dnc_heads(model)
+    if not heads:
+        raise ValueError(
+            "explanations need a DNC head: this model ends in a softmax classifier "
+            "(train it with head: dnc)"
+        )
+    if len(heads) > 1:
+        raise ValueError(f"explanations need a single DNC head, found {len(heads)}")
+    return heads[0]
+
+
+@torch.no_grad()
+def embed_batch(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(embeddings (N, D), logits (N, C))`` of a batch, with ``model`` in eval mode."""
+    head = find_dnc_head(model)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    try:
+        logits = model(images)
+    finally:
+        hook.remove()
+    features = captured[-1]
+    if features.dim() != 2:
+        raise ValueError(
+            f"explanations are for (N, D) classification heads, got {tuple(features.shape)}"
+        )
+    return head.embed(features), logits.float()
+
+
+@torch.no_grad()
+def embed_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    workers: int = 0,
+) -> Embeddings:
+    """Embed every sample of ``dataset`` (in order) with ``model`` in eval mode.
+
+    Args:
+        dataset: yields ``(image, label)``; use eval transforms (no augmentation).
+
+    Returns:
+        :class:`Embeddings` on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    features, labels, predictions = [], [], []
+    try:
+        for images, batch_labels in tqdm(
+            loader, desc="embedding", disable=not progress, leave=False
+        ):
+            embedded, logits = embed_batch(model, images.to(device))
+            features.append(embedded.cpu())
+            labels.append(torch.as_tensor(batch_labels))
+            predictions.append(logits.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    if not features:
+        raise ValueError("cannot embed an empty dataset")
+    return Embeddings(torch.cat(features), torch.cat(labels).long(), torch.cat(predictions))
