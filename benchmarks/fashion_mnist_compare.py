@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/fashion_mnist_compare"))
     arguments, overrides = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = load_config(arguments.config, overrides + ["--progress", "false"])
+    config = load_config(arguments.config, [*overrides, "--progress", "false"])
     start = time.time()
     summaries = compare(config, arguments.seeds, arguments.out)
     rows = comparison_rows(summaries)

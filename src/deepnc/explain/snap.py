@@ -4,8 +4,9 @@ Every sub-centroid p_ck is matched with the most similar training sample of clas
 (by default a distinct sample per sub-centroid of a class). The match can then replace
 the sub-centroid, so the classifier decides by its distance to actual training images.
 
->>> subcentroids = torch.nn.functional.normalize(torch.tensor([[[1.0, 0], [0, 1]]]), dim=-1)
->>> features = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [0.9, 0.2], [0.1, 1]]), dim=-1)
+>>> from torch.nn.functional import normalize
+>>> subcentroids = normalize(torch.tensor([[[1.0, 0], [0, 1]]]), dim=-1)  # C=1, K=2, D=2
+>>> features = normalize(torch.tensor([[1.0, 0.1], [0.9, 0.2], [0.1, 1]]), dim=-1)
 >>> snap_subcentroids(subcentroids, features, torch.tensor([0, 0, 0])).indices.tolist()
 [[0, 2]]
 """
