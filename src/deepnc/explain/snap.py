@@ -115,7 +115,7 @@ def apply_snap(head: DNCHead, features: torch.Tensor, result: SnapResult) -> Non
 def own_class_occupancy(
     subcentroids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """``(C, K)`` int64: how many samples of each class have each of its sub-centroids as nearest."""
+    """``(C, K)`` int64: how many samples of a class have each of its sub-centroids nearest."""
     num_classes, num_subcentroids, _ = subcentroids.shape
     counts = torch.zeros(num_classes, num_subcentroids, dtype=torch.long)
     for start in range(0, len(labels), 8192):
