@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,10 @@ from typing import Any
 from deepnc.config import TrainConfig
 from deepnc.engine.trainer import CHECKPOINT_NAME, train
 
-__all__ = ["compare", "comparison_markdown", "comparison_rows"]
+__all__ = ["compare", "comparison_markdown", "comparison_rows", "find_finished_run", "run_once"]
+
+# Keys that do not change what a run computes.
+_INCIDENTAL = {"out_dir", "progress", "workers", "threads", "device", "data_root", "download"}
 
 log = logging.getLogger("deepnc")
 
@@ -28,11 +32,13 @@ def compare(
     seeds: Sequence[int],
     out_dir: str | Path,
     heads: Sequence[str] = ("dnc", "linear"),
+    reuse_from: Sequence[str | Path] = (),
 ) -> list[dict[str, Any]]:
     """Train every head with every seed under ``config``; return the run summaries.
 
     The DNC head options of ``config`` apply to the DNC runs only; everything else (model,
     data, optimiser, schedule, epochs, augmentation) is identical for both heads.
+    ``reuse_from``: folders searched for an identical finished run (see :func:`run_once`).
     """
     if not seeds:
         raise ValueError("compare needs at least one seed")
@@ -45,17 +51,52 @@ def compare(
             run = dataclasses.replace(
                 config, head=head, seed=seed, out_dir=str(run_dir), head_options=options
             )
-            summary_path = run_dir / "summary.json"
-            if summary_path.exists():
-                summary = json.loads(summary_path.read_text())
-                if summary["config"] == run.validate().to_dict():
-                    log.info("reusing the finished run %s", run_dir)
-                    summaries.append(summary)
-                    continue
-                raise ValueError(f"{run_dir} holds a finished run with another configuration")
-            log.info("training %s with seed %d into %s", head, seed, run_dir)
-            summaries.append(train(run, resume=(run_dir / CHECKPOINT_NAME).exists()))
+            summaries.append(run_once(run, reuse_from))
     return summaries
+
+
+def _essence(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _INCIDENTAL}
+
+
+def find_finished_run(config: TrainConfig, roots: Sequence[str | Path]) -> Path | None:
+    """A finished run folder under ``roots`` whose recipe equals ``config``'s, if any.
+
+    Folders, devices and progress bars do not count as the recipe.
+    """
+    wanted = _essence(config.to_dict())
+    for root in roots:
+        for summary_path in sorted(Path(root).rglob("summary.json")):
+            try:
+                summary = json.loads(summary_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(summary, dict) and _essence(summary.get("config", {})) == wanted:
+                return summary_path.parent
+    return None
+
+
+def run_once(config: TrainConfig, reuse_from: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """The summary of ``config``'s run: reused if finished, resumed if interrupted, else trained.
+
+    A finished run with the identical recipe found under ``reuse_from`` is copied into
+    ``config.out_dir`` instead of being trained again.
+    """
+    run_dir = Path(config.out_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists() and not (run_dir / CHECKPOINT_NAME).exists():
+        found = find_finished_run(config.validate(), reuse_from)
+        if found is not None and found.resolve() != run_dir.resolve():
+            log.info("copying the identical finished run %s to %s", found, run_dir)
+            shutil.copytree(found, run_dir, dirs_exist_ok=True)
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if _essence(summary["config"]) == _essence(config.validate().to_dict()):
+            log.info("reusing the finished run %s", run_dir)
+            return summary
+        raise ValueError(f"{run_dir} holds a finished run with another configuration")
+    log.info("training %s (seed %d) into %s", config.head, config.seed, run_dir)
+    return train(config, resume=(run_dir / CHECKPOINT_NAME).exists())
 
 
 def comparison_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

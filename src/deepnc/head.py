@@ -39,6 +39,9 @@ class DNCHead(nn.Module):
             usual choice for dense prediction).
         tau: temperature; logits are ``max-cosine / tau`` (> 0).
         momentum: mu of the sub-centroid moving average, in [0, 1).
+        momentum_warmup: W >= 0: the n-th update of a class uses
+            ``min(mu, (1 + n) / (W + n))``; 0 uses mu from the start (see
+            :class:`~deepnc.subcentroids.SubCentroidBank`).
         sinkhorn_eps: entropy weight of the balanced assignment (> 0).
         sinkhorn_iterations: Sinkhorn-Knopp iterations per update (>= 1).
         memory_size: features kept per class in a FIFO memory for ``(N, D)`` inputs
@@ -74,6 +77,7 @@ class DNCHead(nn.Module):
         num_subcentroids: int = 4,
         tau: float = 0.1,
         momentum: float = 0.999,
+        momentum_warmup: int = 0,
         sinkhorn_eps: float = 0.05,
         sinkhorn_iterations: int = 3,
         memory_size: int = 64,
@@ -109,6 +113,7 @@ class DNCHead(nn.Module):
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
         self._bank_options = dict(
             momentum=momentum,
+            momentum_warmup=momentum_warmup,
             sinkhorn_eps=sinkhorn_eps,
             sinkhorn_iterations=sinkhorn_iterations,
             assignment=assignment,

@@ -60,6 +60,11 @@ class SubCentroidBank(nn.Module):
         num_subcentroids: K per class (>= 1).
         dim: D, the embedding width (>= 1).
         momentum: mu in [0, 1): ``p <- normalise(mu p + (1 - mu) mean)``.
+        momentum_warmup: W >= 0; the n-th update of a class (n = 0, 1, ...) uses
+            ``min(mu, (1 + n) / (W + n))`` instead of mu, the warm-up of TensorFlow's
+            ``ExponentialMovingAverage(num_updates=...)``, so that early sub-centroids
+            follow the quickly changing features of a young network instead of
+            keeping most of their first seeds. 0 disables it (mu from the start).
         sinkhorn_eps: entropy weight of the balanced assignment (> 0).
         sinkhorn_iterations: Sinkhorn-Knopp iterations (>= 1).
         assignment: ``"sinkhorn"`` (balanced, the method), ``"nearest"`` (plain
@@ -77,6 +82,7 @@ class SubCentroidBank(nn.Module):
         assigned: ``(C, K)`` int64, seen: ``(C,)`` int64, correct: ``(C,)`` int64
             running statistics behind :meth:`diagnostics`.
         num_updates: ``()`` int64 number of :meth:`update` calls.
+        class_updates: ``(C,)`` int64 momentum updates applied to each class.
     """
 
     subcentroids: torch.Tensor
@@ -94,6 +100,7 @@ class SubCentroidBank(nn.Module):
         dim: int,
         *,
         momentum: float = 0.999,
+        momentum_warmup: int = 0,
         sinkhorn_eps: float = 0.05,
         sinkhorn_iterations: int = 3,
         assignment: str = "sinkhorn",
@@ -105,6 +112,7 @@ class SubCentroidBank(nn.Module):
         self.num_subcentroids = check_positive_int("num_subcentroids", num_subcentroids)
         self.dim = check_positive_int("dim", dim)
         self.momentum = check_range("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
+        self.momentum_warmup = check_positive_int("momentum_warmup", momentum_warmup, minimum=0)
         self.sinkhorn_eps = check_positive_float("sinkhorn_eps", sinkhorn_eps)
         self.sinkhorn_iterations = check_positive_int("sinkhorn_iterations", sinkhorn_iterations)
         self.assignment = check_choice("assignment", assignment, ASSIGNMENTS)
@@ -118,6 +126,7 @@ class SubCentroidBank(nn.Module):
         self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("correct", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("class_updates", torch.zeros(num_classes, dtype=torch.long))
 
     # ----------------------------------------------------------------- update API
     @torch.no_grad()
@@ -236,13 +245,15 @@ class SubCentroidBank(nn.Module):
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
-        blend = self.momentum * current + (1 - self.momentum) * means
+        momentum = self._momentum(classes)
+        blend = momentum * current + (1 - momentum) * means
         # A mean exactly opposite its sub-centroid can cancel it: keep the old one then.
         length = blend.norm(dim=-1, keepdim=True)
         moved = blend / length.clamp(min=1e-12)
         update = (counts > 0).unsqueeze(-1) & torch.isfinite(length) & (length > 1e-6)
         self.subcentroids[classes] = torch.where(update, moved, current)
         self.assigned[classes] += counts
+        self.class_updates[classes] += update.any(dim=1).squeeze(-1).long()
 
         self._reseed_dead(features, ids, scores, classes, counts)
         self._synchronise()
@@ -311,6 +322,14 @@ class SubCentroidBank(nn.Module):
             return scores.argmax(dim=1)
         draws = torch.randint(self.num_subcentroids, ids.shape, generator=self._generator(4))
         return draws.to(ids.device)
+
+    def _momentum(self, classes: torch.Tensor) -> torch.Tensor | float:
+        """mu for the classes about to move: ``(C', 1, 1)``, or a float without warm-up."""
+        if not self.momentum_warmup:
+            return self.momentum
+        done = self.class_updates[classes].double()
+        warm = (1 + done) / (self.momentum_warmup + done)
+        return warm.clamp(max=self.momentum).float().view(-1, 1, 1)
 
     def _reseed_dead(
         self,

@@ -1,4 +1,4 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``.
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -10,7 +10,13 @@ import argparse
 import logging
 import sys
 
-from deepnc.cli import compare_command, eval_command, train_command
+from deepnc.cli import (
+    compare_command,
+    eval_command,
+    explain_command,
+    snap_command,
+    train_command,
+)
 
 __all__ = ["main"]
 
@@ -18,6 +24,8 @@ _COMMANDS = {
     "train": train_command,
     "eval": eval_command,
     "compare": compare_command,
+    "snap": snap_command,
+    "explain": explain_command,
 }
 
 

@@ -44,13 +44,19 @@ def load_trained_model(
 def load_checkpoint_dataset(
     state: dict[str, Any], *, dataset: str | None = None, data_root: str | None = None
 ) -> DatasetSplits:
-    """The dataset a checkpoint was trained on (or ``dataset``), checked against it."""
+    """The dataset a checkpoint was trained on (or ``dataset``), checked against it.
+
+    Both splits use the evaluation transforms; the train split is the very subset the
+    model was trained on (same ``train_subset`` and seed), so its indices are stable.
+    """
     config = state["config"]
+    same = dataset is None or dataset == config["dataset"]
     data = load_dataset(
         dataset or config["dataset"],
         root=data_root if data_root is not None else config["data_root"],
         image_size=state["dataset"]["image_size"],
         augment=False,
+        train_subset=config["train_subset"] if same else None,
         seed=config["seed"],
     )
     check_dataset_matches(state, data)

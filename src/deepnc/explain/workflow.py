@@ -1,0 +1,281 @@
+"""The two things the command line does with a trained DNC checkpoint: snap it, explain it.
+
+Each step returns data; the CLI prints it. The training set is re-created exactly as the
+model saw it (same subset and seed, evaluation transforms), so exemplar indices stay
+valid whenever the checkpoint is loaded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
+
+from deepnc.data import DatasetSplits
+from deepnc.engine.checkpoint import load_checkpoint, save_checkpoint
+from deepnc.engine.loop import evaluate
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model, resolve_checkpoint
+from deepnc.explain.embeddings import Embeddings, embed_dataset, find_dnc_head
+from deepnc.explain.snap import (
+    SnapResult,
+    apply_snap,
+    own_class_occupancy,
+    snap_subcentroids,
+    subcentroid_similarity,
+)
+
+__all__ = [
+    "SnapReport",
+    "explain_checkpoint",
+    "load_images",
+    "snap_checkpoint",
+    "training_exemplars",
+]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class SnapReport:
+    """What snapping did to a model. Accuracies in ``[0, 1]``; per-class tensors ``(C,)``."""
+
+    top1_before: float
+    top1_after: float
+    similarity_before: torch.Tensor
+    similarity_after: torch.Tensor
+    occupancy_before: torch.Tensor
+    occupancy_after: torch.Tensor
+    snap: SnapResult
+    embed_seconds: float
+    total_seconds: float
+    train_size: int
+
+
+def _test_top1(model, data: DatasetSplits, device, batch_size: int) -> float:
+    loader = DataLoader(data.test, batch_size=batch_size)
+    return evaluate(model, loader, num_classes=data.num_classes, device=device).top1
+
+
+def snap_checkpoint(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    distinct: bool = True,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+    progress: bool = False,
+) -> tuple[SnapReport, Path]:
+    """Snap a DNC checkpoint's sub-centroids to training images and save the snapped model.
+
+    Args:
+        path: checkpoint file or run folder.
+        out: where to write the snapped checkpoint (default ``RUN/snapped.safetensors``).
+        distinct: a different training image for each sub-centroid of a class.
+
+    Returns:
+        ``(report, path of the snapped checkpoint)``. The snapped checkpoint holds the
+        exemplar index (dataset, split, subset, indices, similarities) in its state.
+
+    Raises:
+        ValueError: a softmax checkpoint (explanations need a DNC head).
+    """
+    start = time.perf_counter()
+    source = resolve_checkpoint(path)
+    model, state = load_trained_model(source, device)
+    head = find_dnc_head(model)
+    data = load_checkpoint_dataset(state)
+    top1_before = _test_top1(model, data, device, batch_size)
+    embed_start = time.perf_counter()
+    train = embed_dataset(
+        model, data.train, batch_size=batch_size, device=device, progress=progress
+    )
+    embed_seconds = time.perf_counter() - embed_start
+    before = head.subcentroids.detach().cpu().clone()
+    result = snap_subcentroids(before, train.features, train.labels, distinct=distinct)
+    apply_snap(head, train.features, result)
+    after = head.subcentroids.detach().cpu().clone()
+    report = SnapReport(
+        top1_before=top1_before,
+        top1_after=_test_top1(model, data, device, batch_size),
+        similarity_before=subcentroid_similarity(before),
+        similarity_after=subcentroid_similarity(after),
+        occupancy_before=own_class_occupancy(before, train.features, train.labels),
+        occupancy_after=own_class_occupancy(after, train.features, train.labels),
+        snap=result,
+        embed_seconds=embed_seconds,
+        total_seconds=time.perf_counter() - start,
+        train_size=len(train),
+    )
+    target = Path(out) if out else source.parent / "snapped.safetensors"
+    snapped_state = {
+        k: v for k, v in state.items() if k not in ("format", "optimizer", "scheduler", "scaler")
+    }
+    snapped_state["snapped"] = True
+    snapped_state["exemplars"] = {
+        "dataset": data.name,
+        "split": "train",
+        "train_subset": state["config"]["train_subset"],
+        "seed": state["config"]["seed"],
+        "distinct": distinct,
+        **result.to_json(),
+    }
+    snapped_state["snap_top1"] = {"before": report.top1_before, "after": report.top1_after}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    save_checkpoint(target, tensors, snapped_state)
+    return report, target
+
+
+def training_exemplars(
+    state: dict, model: torch.nn.Module, train: Embeddings, data: DatasetSplits
+) -> SnapResult:
+    """The exemplar index saved with a snapped checkpoint, else one computed now (no snapping)."""
+    saved = state.get("exemplars")
+    if saved is not None:
+        if saved["dataset"] != data.name:
+            raise ValueError(
+                f"the checkpoint's exemplars index {saved['dataset']!r}, not {data.name!r}"
+            )
+        return SnapResult.from_json(saved)
+    head = find_dnc_head(model)
+    return snap_subcentroids(head.subcentroids.detach().cpu(), train.features, train.labels)
+
+
+def load_images(
+    paths: list[str | Path], data: DatasetSplits
+) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
+    """Read image files (folders are searched) preprocessed like ``data``'s test split.
+
+    Returns:
+        ``(loaded, skipped)``: ``(name, image (C, S, S))`` pairs and, for every file that
+        could not be decoded, a message naming it.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    mode = "L" if data.in_channels == 1 else "RGB"
+    mean = torch.tensor(data.mean).view(-1, 1, 1)
+    std = torch.tensor(data.std).view(-1, 1, 1)
+    loaded, skipped = [], []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert(mode).resize(
+                    (data.image_size, data.image_size), Image.BILINEAR
+                )
+                pixels = np.asarray(image, dtype=np.float32) / 255
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            skipped.append(f"{file}: cannot read image ({error})")
+            continue
+        tensor = torch.from_numpy(pixels)
+        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+        loaded.append((file.name, (tensor - mean) / std))
+    return loaded, skipped
+
+
+def checkpoint_state(path: str | Path) -> dict:
+    """The JSON state of a checkpoint (no tensors kept)."""
+    return load_checkpoint(resolve_checkpoint(path))[1]
+
+
+def explain_checkpoint(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    images: list[str | Path] = (),
+    test_samples: int = 0,
+    dataset: str | None = None,
+    top_classes: int = 3,
+    neighbours: int = 5,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Explain image files and/or the first test images; write a static HTML report.
+
+    Writes ``out_dir/index.html`` (self-contained), ``gallery.png``, one
+    ``prediction_<i>.png`` per input and ``explanations.json``. Files that cannot be
+    decoded are listed in the report and skipped.
+
+    Returns:
+        A summary: the report's path, how many inputs were explained and skipped.
+
+    Raises:
+        ValueError: a softmax checkpoint, a dataset that does not match the checkpoint,
+            or nothing readable to explain.
+    """
+    from deepnc.explain.explain import explain_batch
+    from deepnc.explain.render import plot_gallery, plot_prediction, to_pixels
+    from deepnc.explain.report import ReportItem, write_report
+
+    model, state = load_trained_model(path, device)
+    find_dnc_head(model)
+    data = load_checkpoint_dataset(state, dataset=dataset)
+    inputs, skipped = load_images(list(images), data)
+    truths: list[int | None] = [None] * len(inputs)
+    for index in range(min(test_samples, len(data.test))):
+        image, label = data.test[index]
+        inputs.append((f"test image {index}", image))
+        truths.append(int(label))
+    if not inputs:
+        raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
+    train = embed_dataset(model, data.train, device=device, progress=progress)
+    exemplars = training_exemplars(state, model, train, data)
+    head = find_dnc_head(model)
+    occupancy = own_class_occupancy(head.subcentroids.detach().cpu(), train.features, train.labels)
+    batch = torch.stack([image for _, image in inputs]).to(device)
+    explanations = explain_batch(
+        model,
+        batch,
+        exemplars=exemplars,
+        train=train,
+        top_classes=top_classes,
+        neighbours=neighbours,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache: dict[int, np.ndarray] = {}
+
+    def training_image(index: int) -> np.ndarray:
+        if index not in cache:
+            cache[index] = to_pixels(data.train[index][0], data.mean, data.std)
+        return cache[index]
+
+    items = []
+    for number, ((name, image), explanation, truth) in enumerate(
+        zip(inputs, explanations, truths, strict=True)
+    ):
+        pixels = to_pixels(image, data.mean, data.std)
+        plot_prediction(
+            pixels, explanation, training_image, data.class_names, out / f"prediction_{number}.png"
+        )
+        items.append(ReportItem(name, pixels, explanation, truth))
+    plot_gallery(
+        exemplars.indices, occupancy, training_image, data.class_names, out / "gallery.png"
+    )
+    facts = {
+        "checkpoint": str(resolve_checkpoint(path)),
+        "model": f"{state['config']['model']} with a DNC head",
+        "dataset": f"{data.name} ({len(data.train)} training images)",
+        "sub-centroids": "snapped to training images"
+        if state.get("snapped")
+        else "means of features (exemplar: nearest training image)",
+    }
+    page = write_report(
+        out, items, training_image, data.class_names, title="deepnc explanations",
+        gallery_png=out / "gallery.png", skipped=skipped, facts=facts,
+    )  # fmt: skip
+    records = [
+        {"name": name, "true": truth, **dataclasses.asdict(explanation)}
+        for (name, _), explanation, truth in zip(inputs, explanations, truths, strict=True)
+    ]
+    (out / "explanations.json").write_text(json.dumps(records, indent=2))
+    return {"report": str(page), "explained": len(items), "skipped": skipped}
