@@ -74,13 +74,15 @@ def main() -> int:
     lines = [
         f"`{command}`",
         "",
-        "| seed | top-1 before (%) | top-1 after (%) | drop (points) | sub-centroid to its image (cos) "
-        "| pairwise cos before / after | smallest occupancy share before / after | seconds |",
+        "| seed | top-1 before (%) | top-1 after (%) | drop (points) "
+        "| sub-centroid to its image (cos) | pairwise cos before / after "
+        "| smallest occupancy share before / after | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['seed']} | {row['top1_before']:.2f} | {row['top1_after']:.2f} | {row['drop']:.2f} "
+            f"| {row['seed']} | {row['top1_before']:.2f} | {row['top1_after']:.2f} "
+            f"| {row['drop']:.2f} "
             f"| {row['exemplar_cosine']:.3f} "
             f"| {row['pairwise_cosine_before']:.3f} / {row['pairwise_cosine_after']:.3f} "
             f"| {row['min_share_before']:.3f} / {row['min_share_after']:.3f} "
