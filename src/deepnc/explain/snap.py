@@ -70,6 +70,11 @@ def snap_subcentroids(
     Returns:
         :class:`SnapResult`.
     """
+    subcentroids, features, labels = (
+        subcentroids.detach().cpu(),
+        features.detach().cpu(),
+        labels.cpu(),
+    )
     num_classes, num_subcentroids, _ = subcentroids.shape
     indices = torch.full((num_classes, num_subcentroids), -1, dtype=torch.long)
     similarity = torch.full((num_classes, num_subcentroids), float("nan"))
@@ -108,7 +113,7 @@ def apply_snap(head: DNCHead, features: torch.Tensor, result: SnapResult) -> Non
     if not bool(matched.any()):
         raise ValueError("no sub-centroid has a matching training sample: nothing to snap")
     bank = head.bank.subcentroids
-    replacement = features[result.indices.clamp_min(0)].to(bank)
+    replacement = features.detach()[result.indices.clamp_min(0)].to(bank)
     bank.copy_(torch.where(matched.to(bank.device).unsqueeze(-1), replacement, bank))
 
 
@@ -116,6 +121,11 @@ def own_class_occupancy(
     subcentroids: torch.Tensor, features: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
     """``(C, K)`` int64: how many samples of a class have each of its sub-centroids nearest."""
+    subcentroids, features, labels = (
+        subcentroids.detach().cpu(),
+        features.detach().cpu(),
+        labels.cpu(),
+    )
     num_classes, num_subcentroids, _ = subcentroids.shape
     counts = torch.zeros(num_classes, num_subcentroids, dtype=torch.long)
     for start in range(0, len(labels), 8192):
@@ -132,6 +142,7 @@ def subcentroid_similarity(subcentroids: torch.Tensor) -> torch.Tensor:
 
     Near 1 means the K sub-centroids of a class collapsed onto one another.
     """
+    subcentroids = subcentroids.detach().cpu()
     num_subcentroids = subcentroids.shape[1]
     if num_subcentroids < 2:
         return torch.full((subcentroids.shape[0],), float("nan"))
