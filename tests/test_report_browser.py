@@ -10,11 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from deepnc.explain import ClassEvidence, Explanation, Neighbour
-from deepnc.explain.report import ReportItem, write_report
 
 BROWSER = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
@@ -48,32 +44,28 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def sample_report(out: Path) -> Path:
-    rng = np.random.default_rng(0)
+def real_report(tmp_path: Path) -> Path:
+    """The report ``deepnc explain`` writes for a small DNC model trained on digits."""
+    from deepnc.cli import main
+    from deepnc.config import load_config
+    from deepnc.engine import train
 
-    def image(index: int) -> np.ndarray:
-        return rng.integers(0, 255, (8, 8), dtype=np.uint8)
-
-    evidence = [ClassEvidence(1, 0.9, 2, 0.9, 5, 0.97), ClassEvidence(0, 0.4, 0, 0.4, -1)]
-    explanation = Explanation(1, 0.9, evidence, [Neighbour(5, 1, 0.95), Neighbour(7, 0, 0.5)])
-    items = [
-        ReportItem("first.png", image(0), explanation, 1),
-        ReportItem("second", image(1), explanation, 0),
-    ]
-    gallery = out / "gallery.png"
-    out.mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    Image.fromarray(image(2)).save(gallery)
-    return write_report(
-        out, items, image, ["zero", "one", "two"], title="test report", gallery_png=gallery,
-        skipped=["broken.png: cannot read image"], facts={"model": "test"},
-    )  # fmt: skip
+    run = tmp_path / "run"
+    config = load_config(None, {
+        "dataset": "digits", "train_subset": 320, "epochs": 2, "batch_size": 64,
+        "out_dir": str(run), "progress": False,
+    })  # fmt: skip
+    train(config)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "report"
+    arguments = ["explain", str(run), "--test-samples", "3", "--neighbours", "2"]
+    assert main([*arguments, "--images", str(tmp_path / "broken.png"), "--out", str(out)]) == 0
+    return out / "index.html"
 
 
 @pytest.mark.skipif(BROWSER is None, reason="needs chromium (apt-get install chromium)")
 def test_report_loads_without_errors_and_every_image_decodes(tmp_path):
-    page = sample_report(tmp_path / "report")
+    page = real_report(tmp_path)
     harness = page.with_name("harness.html")
     harness.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
     dom = subprocess.run(
@@ -85,7 +77,8 @@ def test_report_loads_without_errors_and_every_image_decodes(tmp_path):
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == []
     assert probe["broken"] == []
-    assert probe["images"] == 1 + 2 * 4  # the gallery; per item: input, exemplar, 2 neighbours
+    # The gallery, then per input: itself, 3 exemplars (top classes) and 2 neighbours.
+    assert probe["images"] == 1 + 3 * (1 + 3 + 2)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
     subprocess.run(
