@@ -64,8 +64,10 @@ def test_contrast_plain_nearest_and_random_assignment_do_worse():
     assert balanced.diagnostics().intra_class_cosine.max() < 0.05
 
 
-def hand_bank(momentum=0.5):
-    bank = SubCentroidBank(1, 2, 2, momentum=momentum, sinkhorn_iterations=20)
+def hand_bank(momentum=0.5, warmup=0):
+    bank = SubCentroidBank(
+        1, 2, 2, momentum=momentum, momentum_warmup=warmup, sinkhorn_iterations=20
+    )
     bank.subcentroids.copy_(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]))
     bank.initialised.fill_(True)
     return bank
@@ -81,6 +83,33 @@ def test_momentum_update_equals_the_closed_form():
     expected = torch.tensor([[[0.987087, 0.160182], [0.160182, 0.987087]]])
     assert torch.allclose(bank.subcentroids, expected, atol=1e-5)
     assert bank.assigned.tolist() == [[2, 2]]
+
+
+def test_momentum_warmup_follows_min_mu_one_plus_n_over_w_plus_n():
+    bank = hand_bank(momentum=0.999, warmup=10)
+    features = torch.tensor([[0.8, 0.6], [0.6, 0.8], [1.0, 0.0], [0.0, 1.0]])
+    mean = torch.tensor([1.8, 0.6]) / 3.6**0.5  # sub-centroid 0's assigned mean, as above
+    expected = torch.tensor([1.0, 0.0])
+    for n in range(3):
+        bank.update(features, torch.zeros(4, dtype=torch.long))
+        mu = min(0.999, (1 + n) / (10 + n))  # 0.1, then 2/11, then 3/12
+        expected = F.normalize(mu * expected + (1 - mu) * mean, dim=0)
+        assert torch.allclose(bank.subcentroids[0, 0], expected, atol=1e-5), n
+    assert bank.class_updates.tolist() == [3]
+    late = hand_bank(momentum=0.9, warmup=10)
+    late.class_updates.fill_(1000)  # (1 + n) / (10 + n) > 0.9: mu itself applies
+    late.update(features, torch.zeros(4, dtype=torch.long))
+    expected = F.normalize(0.9 * torch.tensor([1.0, 0.0]) + 0.1 * mean, dim=0)
+    assert torch.allclose(late.subcentroids[0, 0], expected, atol=1e-5)
+
+
+def test_checkpoints_without_class_updates_still_load():
+    bank = hand_bank()
+    bank.num_updates.fill_(7)
+    state = {k: v for k, v in bank.state_dict().items() if k != "class_updates"}
+    restored = hand_bank()
+    restored.load_state_dict(state)
+    assert restored.class_updates.tolist() == [7]
 
 
 def test_incorrectly_classified_samples_do_not_move_the_subcentroids():

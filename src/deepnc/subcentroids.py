@@ -323,6 +323,15 @@ class SubCentroidBank(nn.Module):
         draws = torch.randint(self.num_subcentroids, ids.shape, generator=self._generator(4))
         return draws.to(ids.device)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints written before ``class_updates`` existed: every class is taken to
+        # have had as many updates as the bank (past any warm-up, which is what it used).
+        key = prefix + "class_updates"
+        if key not in state_dict and prefix + "num_updates" in state_dict:
+            count = state_dict[prefix + "num_updates"].to(self.class_updates)
+            state_dict[key] = count.expand_as(self.class_updates).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _momentum(self, classes: torch.Tensor) -> torch.Tensor | float:
         """mu for the classes about to move: ``(C', 1, 1)``, or a float without warm-up."""
         if not self.momentum_warmup:
