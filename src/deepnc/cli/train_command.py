@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import textwrap
 
-from deepnc.config import load_config
+from deepnc.config import TrainConfig, load_config
 from deepnc.engine.trainer import train
+
+
+def config_keys_help() -> str:
+    """Every config key with its default, for ``--help``."""
+    defaults = TrainConfig().to_dict()
+    keys = ", ".join(
+        f"{field.name}={defaults[field.name]!r}" for field in dataclasses.fields(TrainConfig)
+    )
+    return "config keys and their defaults:\n" + textwrap.fill(
+        keys, 88, initial_indent="  ", subsequent_indent="  "
+    )
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "train",
+        epilog=config_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train a classifier from a YAML config",
         description=(
             "Train from a YAML config (see configs/). Any config key can be overridden as "
