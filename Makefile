@@ -27,6 +27,8 @@ demo: install
 bench: install
 	$(PY) benchmarks/head_overhead.py
 	$(PY) benchmarks/fashion_mnist_compare.py
+	$(PY) benchmarks/fashion_mnist_ablation.py
+	$(PY) benchmarks/fashion_mnist_snap.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info
