@@ -113,6 +113,7 @@ def train_one_epoch(
         scaler: a ``GradScaler`` for fp16; None otherwise.
         grad_clip: clip the global gradient norm to this value.
         label_smoothing: of the cross-entropy.
+        progress: show a progress bar (only on a terminal: logs stay readable).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).
@@ -122,7 +123,13 @@ def train_one_epoch(
     loss_sum = correct = samples = steps = 0
     compute = 0.0
     start = time.perf_counter()
-    bar = tqdm(loader, desc=description, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        loader,
+        desc=description,
+        disable=None if progress else True,
+        leave=False,
+        dynamic_ncols=True,
+    )
     for images, labels in bar:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -198,7 +205,9 @@ def evaluate(
     top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(device)
     confusion = MulticlassConfusionMatrix(num_classes).to(device)
     loss_sum = 0.0
-    for images, labels in tqdm(loader, desc=description, disable=not progress, leave=False):
+    for images, labels in tqdm(
+        loader, desc=description, disable=None if progress else True, leave=False
+    ):
         images, labels = images.to(device), labels.to(device)
         with autocast(device, amp, amp_dtype):
             logits = model(images)

@@ -98,7 +98,7 @@ def embed_dataset(
     features, labels, predictions = [], [], []
     try:
         for images, batch_labels in tqdm(
-            loader, desc="embedding", disable=not progress, leave=False
+            loader, desc="embedding", disable=None if progress else True, leave=False
         ):
             embedded, logits = embed_batch(model, images.to(device))
             features.append(embedded.cpu())
