@@ -1,6 +1,7 @@
 """Training runs end to end on real (tiny) data; resume continues exactly; bad runs stop early."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import deepnc.engine.trainer as trainer_module
 from deepnc.config import load_config
 from deepnc.engine import evaluate, train, train_one_epoch
 from deepnc.engine.checkpoint import load_checkpoint
+from deepnc.engine.loop import autocast
 
 
 def tiny(tmp_path, **overrides):
@@ -115,6 +117,16 @@ def test_a_diverging_loss_stops_training():
         train_one_epoch(model, loader, optimizer, device=torch.device("cpu"))
 
 
-def test_bf16_autocast_on_cpu(tmp_path):
-    summary = train(tiny(tmp_path, epochs=1, amp=True, train_subset=128))
-    assert summary["test_loss"] == summary["test_loss"]  # finite, not NaN
+def test_amp_runs_the_backbone_in_bf16_on_cpu_and_keeps_the_head_fp32(tmp_path):
+    cpu = torch.device("cpu")
+    conv = torch.nn.Conv2d(1, 2, 3)
+    with autocast(cpu, True):
+        assert conv(torch.randn(1, 1, 5, 5)).dtype == torch.bfloat16
+    with autocast(cpu, False):
+        assert conv(torch.randn(1, 1, 5, 5)).dtype == torch.float32
+    summary = train(tiny(tmp_path, epochs=4, amp=True, train_subset=None))
+    assert math.isfinite(summary["test_loss"]) and summary["test_top1"] > 0.5  # chance: 0.1
+    tensors, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    subcentroids = tensors["model.fc.bank.subcentroids"]
+    assert subcentroids.dtype == torch.float32
+    assert torch.allclose(subcentroids.norm(dim=-1), torch.ones(10, 4), atol=1e-5)

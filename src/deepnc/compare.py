@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepnc.config import TrainConfig
+from deepnc.config import INCIDENTAL_KEYS, TrainConfig
 from deepnc.engine.trainer import CHECKPOINT_NAME, train
 
 __all__ = ["compare", "comparison_markdown", "comparison_rows", "find_finished_run", "run_once"]
 
-# Keys that do not change what a run computes.
-_INCIDENTAL = {"out_dir", "progress", "workers", "threads", "device", "data_root", "download"}
 
 log = logging.getLogger("deepnc")
 
@@ -56,7 +54,7 @@ def compare(
 
 
 def _essence(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _INCIDENTAL}
+    return {k: v for k, v in config.items() if k not in INCIDENTAL_KEYS}
 
 
 def find_finished_run(config: TrainConfig, roots: Sequence[str | Path]) -> Path | None:

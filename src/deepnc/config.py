@@ -22,7 +22,12 @@ import yaml
 
 from deepnc.head import DNCHead
 
-__all__ = ["TrainConfig", "load_config", "parse_overrides", "save_config"]
+__all__ = ["INCIDENTAL_KEYS", "TrainConfig", "load_config", "parse_overrides", "save_config"]
+
+# Keys that say where and how visibly a run executes, not what it computes.
+INCIDENTAL_KEYS = frozenset(
+    {"out_dir", "progress", "workers", "threads", "device", "data_root", "download"}
+)
 
 
 @dataclass

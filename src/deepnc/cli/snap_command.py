@@ -39,6 +39,8 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     drop = 100 * (report.top1_before - report.top1_after)
     print(f"test top-1 before snapping {100 * report.top1_before:.2f}%")
     print(f"test top-1 after snapping  {100 * report.top1_after:.2f}%  (drop {drop:.2f} points)")
+    fit = report.snap.similarity.nanmean()
+    print(f"mean cosine between a sub-centroid and its training image: {fit:.3f}")
     before, after = report.similarity_before.nanmean(), report.similarity_after.nanmean()
     print(
         f"mean pairwise cosine of a class's sub-centroids: before {before:.3f}, after {after:.3f}"

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from deepnc.grouping import rank_within_class
+
 __all__ = ["DatasetSplits", "ImageTensorDataset", "dataset_labels", "take_subset", "validate_split"]
 
 
@@ -151,12 +153,8 @@ def take_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
     labels = dataset_labels(dataset)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(labels), generator=generator)
-    shuffled = labels[order]
     # Rank of each sample within its class, in shuffled order: take ranks 0, 1, 2, ...
-    rank = torch.zeros_like(shuffled)
-    for cls in shuffled.unique():
-        where = shuffled == cls
-        rank[where] = torch.arange(int(where.sum()))
+    rank = rank_within_class(labels[order], int(labels.max()) + 1)
     keep = order[torch.argsort(rank * len(labels) + torch.arange(len(labels)), stable=True)[:size]]
     return Subset(dataset, keep.sort().values.tolist())
 

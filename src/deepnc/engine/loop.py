@@ -139,9 +139,10 @@ def train_one_epoch(
         with context, autocast(device, amp, amp_dtype):
             logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-        if not math.isfinite(loss.item()):
+        loss_value = loss.item()  # the step's one wait for the device
+        if not math.isfinite(loss_value):
             raise RuntimeError(
-                f"the training loss is {loss.item()} at step {steps} of {description}"
+                f"the training loss is {loss_value} at step {steps} of {description}"
             )
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -161,7 +162,7 @@ def train_one_epoch(
         _synchronise(device)
         compute += time.perf_counter() - step_start
         batch = labels.numel()
-        loss_sum += loss.item() * batch
+        loss_sum += loss_value * batch
         correct += int((logits.argmax(1) == labels).sum())
         samples += batch
         steps += 1

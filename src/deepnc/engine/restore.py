@@ -34,7 +34,9 @@ def load_trained_model(
 ) -> tuple[torch.nn.Module, dict]:
     """``(model in eval mode, checkpoint state)`` from a checkpoint file or run folder."""
     tensors, state = load_checkpoint(resolve_checkpoint(path))
-    config = load_config(None, state["config"])
+    # The checkpoint holds every weight: building with pretrained=True would only fetch
+    # (or download) weights to overwrite them.
+    config = load_config(None, {**state["config"], "pretrained": False})
     model = build_model(config, state["dataset"])
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(weights)

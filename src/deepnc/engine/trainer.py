@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from deepnc.config import TrainConfig, save_config
+from deepnc.config import INCIDENTAL_KEYS, TrainConfig, save_config
 from deepnc.data import DatasetSplits, load_dataset
 from deepnc.engine.checkpoint import (
     load_checkpoint,
@@ -44,17 +44,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 log = logging.getLogger("deepnc")
 
 # Keys that may change between a run and its resumption; any other change is an error.
-_RESUMABLE_CHANGES = {
-    "eval_every",
-    "epochs",
-    "device",
-    "workers",
-    "progress",
-    "out_dir",
-    "threads",
-    "data_root",
-    "download",
-}
+_RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every"}
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 
 from deepnc.data import DatasetSplits
-from deepnc.engine.checkpoint import load_checkpoint, save_checkpoint
+from deepnc.engine.checkpoint import save_checkpoint
 from deepnc.engine.loop import evaluate
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model, resolve_checkpoint
 from deepnc.explain.embeddings import Embeddings, embed_dataset, find_dnc_head
@@ -182,11 +182,6 @@ def load_images(
     return loaded, skipped
 
 
-def checkpoint_state(path: str | Path) -> dict:
-    """The JSON state of a checkpoint (no tensors kept)."""
-    return load_checkpoint(resolve_checkpoint(path))[1]
-
-
 def explain_checkpoint(
     path: str | Path,
     out_dir: str | Path,
@@ -217,7 +212,7 @@ def explain_checkpoint(
     from deepnc.explain.report import ReportItem, write_report
 
     model, state = load_trained_model(path, device)
-    find_dnc_head(model)
+    head = find_dnc_head(model)
     data = load_checkpoint_dataset(state, dataset=dataset)
     inputs, skipped = load_images(list(images), data)
     truths: list[int | None] = [None] * len(inputs)
@@ -229,7 +224,6 @@ def explain_checkpoint(
         raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
     train = embed_dataset(model, data.train, device=device, progress=progress)
     exemplars = training_exemplars(state, model, train, data)
-    head = find_dnc_head(model)
     occupancy = own_class_occupancy(head.subcentroids.detach().cpu(), train.features, train.labels)
     batch = torch.stack([image for _, image in inputs]).to(device)
     explanations = explain_batch(
