@@ -20,6 +20,9 @@ from deepnc.data.base import (
     validate_split,
 )
 from deepnc.data.imagefolder import UnreadableImageError, load_imagefolder
+from deepnc.data.masks import MaskedImageDataset, random_subset
+from deepnc.data.scenes import compose_scenes, load_fashion_scenes
+from deepnc.data.segfolder import load_segfolder
 from deepnc.data.in_memory import (
     load_cifar,
     load_digits,
@@ -31,7 +34,9 @@ from deepnc.data.in_memory import (
 __all__ = [
     "DatasetSplits",
     "ImageTensorDataset",
+    "MaskedImageDataset",
     "UnreadableImageError",
+    "compose_scenes",
     "dataset_labels",
     "list_datasets",
     "load_dataset",
@@ -47,6 +52,8 @@ _DATASETS: dict[str, Callable[..., DatasetSplits]] = {
     "cifar100": partial(load_cifar, 100),
     "imagefolder": load_imagefolder,
     "fake": load_fake,
+    "fashion-scenes": load_fashion_scenes,
+    "segfolder": load_segfolder,
 }
 
 
@@ -75,10 +82,14 @@ def load_dataset(
         download: let torchvision download a missing set (needs the internet).
         image_size: resize images to this side (default: the set's own size).
         augment: random crops and flips on the train split.
-        train_subset: keep a class-balanced subset of this many training images.
+        train_subset: keep a subset of this many training images (class-balanced for
+            classification, uniformly drawn for segmentation).
         seed: seed of the subset (and of an imagefolder's split).
         **options: dataset-specific keywords (``channels`` for imagefolder,
-            ``num_classes`` / ``train_size`` / ``test_size`` for fake).
+            ``num_classes`` / ``train_size`` / ``test_size`` for fake, ``num_classes`` /
+            ``ignore_index`` / ``channels`` / ``class_names`` for segfolder,
+            ``train_size`` / ``val_size`` / ``test_size`` / ``items_per_scene`` /
+            ``scene_seed`` for fashion-scenes).
 
     Raises:
         ValueError: unknown name (the message lists the valid ones), empty splits,
@@ -93,7 +104,8 @@ def load_dataset(
     accepted = inspect.signature(loader).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"dataset {name!r} does not take options {unknown}")
+        allowed = sorted(set(accepted) - {"root", "download", "image_size", "augment", "seed"})
+        raise ValueError(f"dataset {name!r} does not take options {unknown}; it takes {allowed}")
     if "seed" in accepted:
         options["seed"] = seed
     splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
@@ -102,7 +114,13 @@ def load_dataset(
             raise ValueError(
                 f"train_subset must be a positive number of images, got {train_subset}"
             )
-        splits.train = take_subset(splits.train, train_subset, seed)
-    validate_split(splits.train, splits.num_classes, f"the train split of {name}")
-    validate_split(splits.test, splits.num_classes, f"the test split of {name}")
+        subset = take_subset if splits.task == "classification" else random_subset
+        splits.train = subset(splits.train, train_subset, seed)
+    if splits.task == "classification":
+        validate_split(splits.train, splits.num_classes, f"the train split of {name}")
+        validate_split(splits.test, splits.num_classes, f"the test split of {name}")
+    else:  # masks are checked as they are read
+        for split in ("train", "test"):
+            if len(getattr(splits, split)) == 0:
+                raise ValueError(f"the {split} split of {name} is empty")
     return splits

@@ -30,6 +30,10 @@ class DatasetSplits:
         image_size: side of the square images the transforms produce.
         class_names: C readable names.
         mean, std: per-channel normalisation applied by the transforms.
+        task: ``"classification"`` (labels are ints) or ``"segmentation"`` (labels are
+            ``(H, W)`` int64 masks).
+        ignore_index: mask value that marks pixels without a label (segmentation only).
+        val: an optional validation split, of the same kind as ``test``.
     """
 
     name: str
@@ -41,11 +45,16 @@ class DatasetSplits:
     class_names: list[str]
     mean: tuple[float, ...] = field(default=(0.5,))
     std: tuple[float, ...] = field(default=(0.5,))
+    task: str = "classification"
+    ignore_index: int | None = None
+    val: Dataset | None = None
 
     def describe(self) -> dict:
         """JSON-ready facts stored with checkpoints (no tensors, no paths)."""
         return {
             "name": self.name,
+            "task": self.task,
+            "ignore_index": self.ignore_index,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
             "image_size": self.image_size,

@@ -17,6 +17,8 @@ from deepnc.data.base import DatasetSplits, ImageTensorDataset, channel_stats
 
 __all__ = [
     "DEBIAN_FASHION_MNIST",
+    "FASHION_CLASSES",
+    "fashion_mnist_arrays",
     "load_cifar",
     "load_digits",
     "load_fake",
@@ -102,14 +104,10 @@ def _splits_from_arrays(
     )
 
 
-def load_fashion_mnist(
-    *,
-    root: str | None = None,
-    download: bool = False,
-    image_size: int | None = None,
-    augment: bool = True,
-) -> DatasetSplits:
-    """Fashion-MNIST: 60,000 + 10,000 greyscale 28x28 images of 10 kinds of clothing.
+def fashion_mnist_arrays(
+    root: str | None = None, download: bool = False
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST's raw arrays: ``{"train": (images (N, 28, 28) uint8, labels (N,)), "test": ...}``.
 
     Looked for, in order: IDX files in ``root`` or ``root/FashionMNIST/raw``, then the
     Debian package's ``/usr/share/datasets/fashion-mnist``; with ``download=True``
@@ -131,12 +129,25 @@ def load_fashion_mnist(
             f"{DEBIAN_FASHION_MNIST}), put the four IDX files in --data-root, or pass "
             "--download (needs the internet)."
         )
-    arrays = {
+    return {
         split: tuple(read_idx(_find_idx(folder, stem)) for stem in stems)
         for split, stems in _IDX_FILES.items()
     }
+
+
+def load_fashion_mnist(
+    *,
+    root: str | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+    augment: bool = True,
+) -> DatasetSplits:
+    """Fashion-MNIST: 60,000 + 10,000 greyscale 28x28 images of 10 kinds of clothing.
+
+    Where it is looked for: see :func:`fashion_mnist_arrays`.
+    """
     return _splits_from_arrays(
-        "fashion-mnist", arrays, FASHION_CLASSES,
+        "fashion-mnist", fashion_mnist_arrays(root, download), FASHION_CLASSES,
         image_size=image_size, augment=augment, crop_padding=2, flip=True,
     )  # fmt: skip
 
