@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepnc.config import INCIDENTAL_KEYS, TrainConfig
-from deepnc.engine.trainer import CHECKPOINT_NAME, train
+from deepnc.engine.trainer import CHECKPOINT_NAME, primary_metric, train
 
 __all__ = ["compare", "comparison_markdown", "comparison_rows", "find_finished_run", "run_once"]
 
@@ -98,20 +98,23 @@ def run_once(config: TrainConfig, reuse_from: Sequence[str | Path] = ()) -> dict
 
 
 def comparison_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per head: top-1 mean and std over seeds, parameters, time."""
+    """One row per head: the task's headline metric (top-1 or mIoU, in %) per seed, its
+    mean and std (``<metric>``, ``<metric>_mean``, ``<metric>_std``), parameters, time."""
     rows = []
     by_head: dict[str, list[dict]] = {}
     for summary in summaries:
         by_head.setdefault(summary["head"], []).append(summary)
     for head, runs in by_head.items():
-        top1 = [100 * run["test_top1"] for run in runs]
+        metric = primary_metric(runs[0].get("task", "classification"))
+        values = [100 * run[f"test_{metric}"] for run in runs]
         rows.append(
             {
                 "head": head,
                 "seeds": [run["seed"] for run in runs],
-                "top1": top1,
-                "top1_mean": statistics.mean(top1),
-                "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                "metric": metric,
+                metric: values,
+                f"{metric}_mean": statistics.mean(values),
+                f"{metric}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "trainable_parameters": runs[0]["parameters"]["trainable"],
                 "subcentroid_numbers": runs[0]["parameters"]["subcentroids"],
                 "seconds_per_epoch": statistics.mean(run["seconds_per_epoch"] for run in runs),
@@ -128,12 +131,14 @@ def comparison_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of :func:`comparison_rows`, with the recipe underneath."""
     rows = comparison_rows(summaries)
     first = summaries[0]
+    metric = rows[0]["metric"]
+    label = {"top1": "top-1", "miou": "mIoU"}.get(metric, metric)
     lines = [
         f"{first['model']} on {first['dataset']}, {first['epochs']} epochs, "
         f"{first['train_size']} training / {first['test_size']} test images, seeds "
         f"{rows[0]['seeds']}",
         "",
-        "| head | top-1 (%) mean ± std | per seed | trainable params | sub-centroid numbers "
+        f"| head | {label} (%) mean ± std | per seed | trainable params | sub-centroid numbers "
         "| s / epoch | step ms | step / softmax |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -142,8 +147,8 @@ def comparison_markdown(summaries: Sequence[dict[str, Any]]) -> str:
         ratio = f"{row['step_ratio']:.3f}" if row["step_ratio"] is not None else "-"
         lines.append(
             f"| {names.get(row['head'], row['head'])} "
-            f"| {row['top1_mean']:.2f} ± {row['top1_std']:.2f} "
-            f"| {', '.join(f'{v:.2f}' for v in row['top1'])} | {row['trainable_parameters']:,} "
+            f"| {row[metric + '_mean']:.2f} ± {row[metric + '_std']:.2f} "
+            f"| {', '.join(f'{v:.2f}' for v in row[metric])} | {row['trainable_parameters']:,} "
             f"| {row['subcentroid_numbers']:,} | {row['seconds_per_epoch']:.1f} "
             f"| {1000 * row['step_seconds']:.1f} | {ratio} |"
         )

@@ -22,7 +22,19 @@ import yaml
 
 from deepnc.head import DNCHead
 
-__all__ = ["INCIDENTAL_KEYS", "TrainConfig", "load_config", "parse_overrides", "save_config"]
+__all__ = [
+    "INCIDENTAL_KEYS",
+    "SEGMENTATION_MODEL_OPTIONS",
+    "TASKS",
+    "TrainConfig",
+    "load_config",
+    "parse_overrides",
+    "save_config",
+]
+
+TASKS = ("classification", "segmentation")
+# model_options of a segmentation model (keywords of create_segmentation_model)
+SEGMENTATION_MODEL_OPTIONS = ("aux", "decoder_channels", "atrous_rates")
 
 # Keys that say where and how visibly a run executes, not what it computes.
 INCIDENTAL_KEYS = frozenset(
@@ -39,6 +51,7 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     data_root: str | None = None
     download: bool = False
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None
     train_subset: int | None = None
     augment: bool = True
@@ -47,6 +60,9 @@ class TrainConfig:
     head: str = "dnc"
     pretrained: bool = False
     head_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    aux_weight: float = 0.4
     # Optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -74,7 +90,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the key and what is allowed."""
-        _choice("task", self.task, ("classification",))
+        _choice("task", self.task, TASKS)
         _choice("head", self.head, ("dnc", "linear"))
         _choice("optimizer", self.optimizer, ("sgd", "adamw"))
         _choice("schedule", self.schedule, ("cosine", "step", "constant"))
@@ -82,7 +98,10 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing"):
+        for key in (
+            "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing",
+            "aux_weight",
+        ):  # fmt: skip
             value = getattr(self, key)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
@@ -114,6 +133,19 @@ class TrainConfig:
                 raise ValueError(
                     f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}"
                 )
+        allowed = list(SEGMENTATION_MODEL_OPTIONS) if self.task == "segmentation" else []
+        for key in self.model_options:
+            if key not in allowed:
+                raise ValueError(
+                    f"unknown model option {key!r} for task {self.task}{_hint(key, allowed)}; "
+                    f"allowed: {allowed}"
+                )
+        for key in ("dataset_options", "model_options", "head_options"):
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"{key} must be a mapping, got {getattr(self, key)!r}")
+        if self.init_from is not None and self.task != "segmentation":
+            raise ValueError("init_from loads a classification backbone into a segmentation model: "
+                             "use it with task: segmentation")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +163,7 @@ def _hint(key: str, valid: list[str]) -> str:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_OPTION_SECTIONS = ("head_options", "model_options", "dataset_options")
 
 
 def parse_overrides(arguments: list[str]) -> dict[str, Any]:
@@ -178,16 +211,20 @@ def load_config(
     for key, value in (overrides or {}).items():
         if "." in key:
             section, _, option = key.partition(".")
-            if section != "head_options":
-                raise ValueError(f"only head_options takes dotted keys, got {key!r}")
-            values["head_options"] = {**values.get("head_options", {}), option: value}
+            if section not in _OPTION_SECTIONS:
+                raise ValueError(
+                    f"only {list(_OPTION_SECTIONS)} take dotted keys, got {key!r}"
+                )
+            values[section] = {**values.get(section, {}), option: value}
         else:
             values[key] = value
     unknown = [key for key in values if key not in _FIELDS]
     if unknown:
         raise ValueError(f"unknown config key {unknown[0]!r}{_hint(unknown[0], list(_FIELDS))}")
     config = TrainConfig(**values)
-    for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing"):
+    for name in (
+        "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing", "aux_weight",
+    ):  # fmt: skip
         if isinstance(getattr(config, name), int) and not isinstance(getattr(config, name), bool):
             setattr(config, name, float(getattr(config, name)))
     return config.validate()

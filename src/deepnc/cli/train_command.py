@@ -8,7 +8,7 @@ import json
 import textwrap
 
 from deepnc.config import TrainConfig, load_config
-from deepnc.engine.trainer import train
+from deepnc.engine.trainer import TEST_METRICS, train
 
 
 def config_keys_help() -> str:
@@ -40,6 +40,7 @@ def add_parser(commands) -> None:
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
     config = load_config(arguments.config, overrides)
     summary = train(config, resume=arguments.resume)
-    keys = ("model", "head", "dataset", "epochs", "test_top1", "test_top5", "seconds_per_epoch")
+    metrics = tuple(f"test_{name}" for name in TEST_METRICS[summary["task"]])
+    keys = ("task", "model", "head", "dataset", "epochs", *metrics, "seconds_per_epoch")
     print(json.dumps({key: summary[key] for key in keys}, indent=2))
     return 0

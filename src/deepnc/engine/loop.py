@@ -23,12 +23,23 @@ from tqdm.auto import tqdm
 from deepnc.distributed import is_distributed
 from deepnc.targets import dnc_heads, training_targets
 
-__all__ = ["EpochStats", "EvalResult", "autocast", "evaluate", "train_one_epoch"]
+__all__ = [
+    "EpochStats",
+    "EvalResult",
+    "autocast",
+    "evaluate",
+    "main_and_aux",
+    "train_one_epoch",
+]
 
 
 @dataclass
 class EpochStats:
-    """What one training epoch did. ``compute_seconds`` excludes data loading."""
+    """What one training epoch did. ``compute_seconds`` excludes data loading.
+
+    ``accuracy`` is over labelled targets: images for classification, pixels other than
+    the ignore index for segmentation; ``samples`` counts images.
+    """
 
     loss: float
     accuracy: float
@@ -75,7 +86,15 @@ def autocast(device: torch.device, enabled: bool, dtype: str = "auto"):
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
 
-def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+def main_and_aux(outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logits, aux logits or None)`` from a model's output: a tensor, or a
+    torchvision-style dict ``{"out": ..., "aux": ...}``."""
+    if isinstance(outputs, dict):
+        return outputs["out"], outputs.get("aux")
+    return outputs, None
+
+
+def sum_over_processes(values: list[float], device: torch.device) -> list[float]:
     if not is_distributed():
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
@@ -100,6 +119,8 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
     label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    aux_weight: float = 0.4,
     progress: bool = False,
     description: str = "train",
 ) -> EpochStats:
@@ -107,12 +128,15 @@ def train_one_epoch(
 
     Args:
         model: the model (possibly DDP-wrapped), already on ``device``.
-        loader: yields ``(images (B, C, H, W), labels (B,))``.
+        loader: yields ``(images (B, C, H, W), labels (B,))``, or ``(B, H, W)`` masks for
+            a segmentation model (one returning ``{"out": ..., "aux": ...}``).
         scheduler: stepped after every optimisation step.
         amp, amp_dtype: mixed precision (see :func:`autocast`).
         scaler: a ``GradScaler`` for fp16; None otherwise.
         grad_clip: clip the global gradient norm to this value.
         label_smoothing: of the cross-entropy.
+        ignore_index: target value left out of the loss and the accuracy.
+        aux_weight: weight of the auxiliary loss, when the model returns ``"aux"`` logits.
         progress: show a progress bar (only on a terminal: logs stay readable).
 
     Raises:
@@ -120,7 +144,7 @@ def train_one_epoch(
     """
     model.train()
     uses_dnc = bool(dnc_heads(model))
-    loss_sum = correct = samples = steps = 0
+    loss_sum = correct = counted = samples = steps = 0
     compute = 0.0
     start = time.perf_counter()
     bar = tqdm(
@@ -137,8 +161,11 @@ def train_one_epoch(
         step_start = time.perf_counter()
         context = training_targets(model, labels) if uses_dnc else contextlib.nullcontext()
         with context, autocast(device, amp, amp_dtype):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            logits, aux = main_and_aux(model(images))
+        criterion = dict(ignore_index=ignore_index, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits.float(), labels, **criterion)
+        if aux is not None and aux_weight:
+            loss = loss + aux_weight * F.cross_entropy(aux.float(), labels, **criterion)
         loss_value = loss.item()  # the step's one wait for the device
         if not math.isfinite(loss_value):
             raise RuntimeError(
@@ -161,22 +188,25 @@ def train_one_epoch(
             scheduler.step()
         _synchronise(device)
         compute += time.perf_counter() - step_start
-        batch = labels.numel()
-        loss_sum += loss_value * batch
-        correct += int((logits.argmax(1) == labels).sum())
-        samples += batch
+        valid = labels != ignore_index
+        labelled = int(valid.sum())
+        loss_sum += loss_value * labelled
+        correct += int(((logits.argmax(1) == labels) & valid).sum())
+        counted += labelled
+        samples += images.shape[0]
         steps += 1
         if progress:
             rate = samples / (time.perf_counter() - start)
             bar.set_postfix(
-                loss=f"{loss_sum / samples:.3f}",
-                acc=f"{correct / samples:.3f}",
+                loss=f"{loss_sum / max(1, counted):.3f}",
+                acc=f"{correct / max(1, counted):.3f}",
                 img_s=f"{rate:.0f}",
             )
-    loss_sum, correct, samples = _all_reduce_sum([loss_sum, correct, samples], device)
+    totals = sum_over_processes([loss_sum, correct, counted, samples], device)
+    loss_sum, correct, counted, samples = totals
     return EpochStats(
-        loss=loss_sum / max(1, samples),
-        accuracy=correct / max(1, samples),
+        loss=loss_sum / max(1, counted),
+        accuracy=correct / max(1, counted),
         samples=int(samples),
         seconds=time.perf_counter() - start,
         compute_seconds=compute,
@@ -218,7 +248,7 @@ def evaluate(
         confusion.update(logits.argmax(1), labels)
     matrix = confusion.compute().cpu()
     top5_value = float(top5.compute()) if matrix.sum() else float("nan")
-    (loss_sum,) = _all_reduce_sum([loss_sum], device)
+    (loss_sum,) = sum_over_processes([loss_sum], device)
     samples = int(matrix.sum())
     per_class = matrix.diagonal().double() / matrix.sum(1).double()
     return EvalResult(

@@ -14,24 +14,36 @@ import torch
 __all__ = ["plot_confusion", "plot_curves"]
 
 
-def plot_curves(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Loss and top-1 per epoch, train and test, from the rows of ``metrics.jsonl``."""
+def plot_curves(
+    rows: Sequence[dict],
+    path: str | Path,
+    title: str = "",
+    *,
+    train_key: str = "train_top1",
+    test_key: str = "test_top1",
+) -> None:
+    """Loss and accuracy per epoch, train and test, from the rows of ``metrics.jsonl``.
+
+    ``train_key`` and ``test_key`` name the figures of the right panel (fractions).
+    """
     epochs = [row["epoch"] for row in rows]
-    tested = [row for row in rows if row.get("test_top1") is not None]  # see eval_every
+    tested = [row for row in rows if row.get(test_key) is not None]  # see eval_every
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_axis.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train")
     loss_axis.plot(
         [r["epoch"] for r in tested], [r["test_loss"] for r in tested], marker="o", label="test"
     )
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    accuracy_axis.plot(epochs, [100 * r["train_top1"] for r in rows], marker="o", label="train")
+    accuracy_axis.plot(
+        epochs, [100 * r[train_key] for r in rows], marker="o", label=train_key.replace("_", " ")
+    )
     accuracy_axis.plot(
         [r["epoch"] for r in tested],
-        [100 * r["test_top1"] for r in tested],
+        [100 * r[test_key] for r in tested],
         marker="o",
-        label="test",
+        label=test_key.replace("_", " "),
     )
-    accuracy_axis.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
+    accuracy_axis.set(xlabel="epoch", ylabel="%", title="accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         axis.legend()

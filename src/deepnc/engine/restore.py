@@ -60,6 +60,7 @@ def load_checkpoint_dataset(
         augment=False,
         train_subset=config["train_subset"] if same else None,
         seed=config["seed"],
+        **(config.get("dataset_options", {}) if same else {}),
     )
     check_dataset_matches(state, data)
     return data
@@ -71,11 +72,12 @@ def check_dataset_matches(state: dict[str, Any], data: DatasetSplits) -> None:
     problems = [
         f"{key}: checkpoint {trained[key]!r}, dataset {value!r}"
         for key, value in (
+            ("task", data.task),
             ("num_classes", data.num_classes),
             ("in_channels", data.in_channels),
             ("image_size", data.image_size),
         )
-        if trained[key] != value
+        if trained.get(key, "classification" if key == "task" else None) != value
     ]
     if problems:
         raise ValueError(

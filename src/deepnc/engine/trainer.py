@@ -34,17 +34,38 @@ from deepnc.engine.checkpoint import (
 from deepnc.engine.loop import evaluate, train_one_epoch
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.plots import plot_curves
+from deepnc.engine.segmentation_eval import evaluate_segmentation
 from deepnc.engine.setup import Runtime, epoch_seed, seed_everything, start_runtime, stop_runtime
+from deepnc.engine.transfer import transfer_backbone
 from deepnc.models import create_model
+from deepnc.models.segmentation import create_segmentation_model
 from deepnc.targets import dnc_heads
 
-__all__ = ["CHECKPOINT_NAME", "build_model", "count_parameters", "train"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "TEST_METRICS",
+    "build_model",
+    "count_parameters",
+    "evaluate_split",
+    "primary_metric",
+    "train",
+]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 log = logging.getLogger("deepnc")
 
 # Keys that may change between a run and its resumption; any other change is an error.
 _RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every"}
+# What an evaluation reports, per task; the first is the headline figure.
+TEST_METRICS = {
+    "classification": ("top1", "top5", "loss"),
+    "segmentation": ("miou", "pixel_accuracy", "loss"),
+}
+
+
+def primary_metric(task: str) -> str:
+    """``"top1"`` for classification, ``"miou"`` for segmentation."""
+    return TEST_METRICS[task][0]
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
@@ -52,6 +73,18 @@ def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
     head_options = dict(config.head_options)
     if config.head == "dnc":
         head_options.setdefault("seed", config.seed)
+    if config.task == "segmentation":
+        if config.head == "dnc" and data.get("ignore_index") is not None:
+            head_options.setdefault("ignore_index", data["ignore_index"])
+        return create_segmentation_model(
+            config.model,
+            num_classes=data["num_classes"],
+            head=config.head,
+            in_chans=data["in_channels"],
+            pretrained=config.pretrained,
+            head_options=head_options or None,
+            **config.model_options,
+        )
     return create_model(
         config.model,
         num_classes=data["num_classes"],
@@ -91,6 +124,28 @@ def _loaders(
     shard = Subset(data.test, range(runtime.rank, len(data.test), runtime.world_size))
     test = DataLoader(shard, config.eval_batch_size, shuffle=False, **common)
     return train, test
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    data: DatasetSplits,
+    device: torch.device,
+    *,
+    amp: bool = False,
+    amp_dtype: str = "auto",
+    progress: bool = False,
+):
+    """Evaluate with the task's metrics: an ``EvalResult`` or a ``SegmentationResult``."""
+    if data.task == "segmentation":
+        return evaluate_segmentation(
+            model, loader, num_classes=data.num_classes, device=device,
+            ignore_index=data.ignore_index, amp=amp, amp_dtype=amp_dtype, progress=progress,
+        )  # fmt: skip
+    return evaluate(
+        model, loader, num_classes=data.num_classes, device=device, amp=amp,
+        amp_dtype=amp_dtype, progress=progress,
+    )  # fmt: skip
 
 
 def _check_resumable(
@@ -145,9 +200,22 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         augment=config.augment,
         train_subset=config.train_subset,
         seed=config.seed,
+        **config.dataset_options,
     )
+    if data.task != config.task:
+        raise ValueError(
+            f"{config.dataset} is a {data.task} dataset but the task is {config.task}: "
+            f"pass --task {data.task}"
+        )
     seed_everything(config.seed)
-    model = build_model(config, data.describe()).to(runtime.device)
+    model = build_model(config, data.describe())
+    if config.init_from and not (resume and checkpoint_path.exists()):
+        report = transfer_backbone(model, config.init_from)
+        if runtime.is_main:
+            log.info("%s", report.describe())
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "transfer.json").write_text(json.dumps(report.to_dict(), indent=2))
+    model = model.to(runtime.device)
     train_loader, test_loader = _loaders(config, data, runtime)
     steps_per_epoch = len(train_loader)
     optimizer = build_optimizer(
@@ -189,39 +257,41 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         network = DistributedDataParallel(model, device_ids=device_ids)
 
+    ignore_index = data.ignore_index if data.ignore_index is not None else -100
+    primary = primary_metric(data.task)
+    train_accuracy = "train_top1" if data.task == "classification" else "train_pixel_accuracy"
     for epoch in range(start_epoch, config.epochs):
         train_loader.sampler.set_epoch(epoch)
         torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
         stats = train_one_epoch(
             network, train_loader, optimizer, device=runtime.device, scheduler=scheduler,
             amp=config.amp, amp_dtype=config.amp_dtype, scaler=scaler, grad_clip=config.grad_clip,
-            label_smoothing=config.label_smoothing, progress=config.progress and runtime.is_main,
+            label_smoothing=config.label_smoothing, ignore_index=ignore_index,
+            aux_weight=config.aux_weight, progress=config.progress and runtime.is_main,
             description=f"epoch {epoch + 1}/{config.epochs}",
         )  # fmt: skip
         row = {
             "epoch": epoch + 1,
             "train_loss": stats.loss,
-            "train_top1": stats.accuracy,
-            "test_loss": None,
-            "test_top1": None,
-            "test_top5": None,
+            train_accuracy: stats.accuracy,
+            **{f"test_{name}": None for name in TEST_METRICS[data.task]},
             "lr": stats.lr,
             "epoch_seconds": stats.seconds,
             "step_seconds": stats.step_seconds,
         }
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            result = evaluate(
-                model, test_loader, num_classes=data.num_classes, device=runtime.device,
-                amp=config.amp, amp_dtype=config.amp_dtype,
+            result = evaluate_split(
+                model, test_loader, data, runtime.device, amp=config.amp,
+                amp_dtype=config.amp_dtype,
             )  # fmt: skip
-            row.update(test_loss=result.loss, test_top1=result.top1, test_top5=result.top5)
+            summary = result.summary()
+            row.update({f"test_{name}": summary[name] for name in TEST_METRICS[data.task]})
         history.append(row)
         if runtime.is_main:
-            tested = (
-                f"test top-1 {100 * row['test_top1']:.2f}%" if row["test_top1"] is not None else ""
-            )
+            headline = row[f"test_{primary}"]
+            tested = f"test {primary} {100 * headline:.2f}%" if headline is not None else ""
             log.info(
-                "epoch %d/%d  train loss %.4f top-1 %.2f%%  %s  %.1f s",
+                "epoch %d/%d  train loss %.4f accuracy %.2f%%  %s  %.1f s",
                 epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy, tested, stats.seconds,
             )  # fmt: skip
             _append_metrics(out, row)
@@ -230,6 +300,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
                 history,
                 out / "curves.png",
                 title=f"{config.model} / {config.head} on {config.dataset}",
+                train_key=train_accuracy,
+                test_key=f"test_{primary}",
             )
 
     summary = _summary(config, data, model, history, runtime)
@@ -255,17 +327,17 @@ def _save(path, model, optimizer, scheduler, scaler, config, data, epoch) -> Non
 
 def _summary(config, data, model, history, runtime) -> dict[str, Any]:
     last = history[-1] if history else {}
+    primary = f"test_{primary_metric(data.task)}"
     return {
+        "task": data.task,
         "model": config.model,
         "head": config.head,
         "dataset": config.dataset,
         "seed": config.seed,
         "epochs": len(history),
-        "test_top1": last.get("test_top1"),
-        "test_top5": last.get("test_top5"),
-        "test_loss": last.get("test_loss"),
-        "best_test_top1": max(
-            (r["test_top1"] for r in history if r["test_top1"] is not None), default=None
+        **{f"test_{name}": last.get(f"test_{name}") for name in TEST_METRICS[data.task]},
+        f"best_{primary}": max(
+            (r[primary] for r in history if r.get(primary) is not None), default=None
         ),
         "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in history)
         if history
