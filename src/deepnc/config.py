@@ -144,8 +144,10 @@ class TrainConfig:
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key} must be a mapping, got {getattr(self, key)!r}")
         if self.init_from is not None and self.task != "segmentation":
-            raise ValueError("init_from loads a classification backbone into a segmentation model: "
-                             "use it with task: segmentation")
+            raise ValueError(
+                "init_from loads a classification backbone into a segmentation model: "
+                "use it with task: segmentation"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,9 +214,7 @@ def load_config(
         if "." in key:
             section, _, option = key.partition(".")
             if section not in _OPTION_SECTIONS:
-                raise ValueError(
-                    f"only {list(_OPTION_SECTIONS)} take dotted keys, got {key!r}"
-                )
+                raise ValueError(f"only {list(_OPTION_SECTIONS)} take dotted keys, got {key!r}")
             values[section] = {**values.get(section, {}), option: value}
         else:
             values[key] = value

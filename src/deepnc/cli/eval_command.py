@@ -61,16 +61,20 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         report |= {"per_class_iou": per_class, "confusion": result.confusion.tolist()}
         picture = out / "predictions.png"
         _draw_predictions(model, split, data, device, picture)
-        print(f"mIoU {100 * result.miou:.2f}%   pixel accuracy "
-              f"{100 * result.pixel_accuracy:.2f}%   loss {result.loss:.4f}")
+        print(
+            f"mIoU {100 * result.miou:.2f}%   pixel accuracy "
+            f"{100 * result.pixel_accuracy:.2f}%   loss {result.loss:.4f}"
+        )
         _print_table("IoU", per_class)
     else:
         per_class = _named(data.class_names, result.per_class)
         report |= {"per_class_accuracy": per_class, "confusion": result.confusion.tolist()}
         picture = out / "confusion.png"
         plot_confusion(result.confusion, data.class_names, picture)
-        print(f"top-1 {100 * result.top1:.2f}%   top-5 {100 * result.top5:.2f}%   "
-              f"loss {result.loss:.4f}")
+        print(
+            f"top-1 {100 * result.top1:.2f}%   top-5 {100 * result.top5:.2f}%   "
+            f"loss {result.loss:.4f}"
+        )
         _print_table("accuracy", per_class)
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out / 'eval.json'} and {picture}")

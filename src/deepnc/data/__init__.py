@@ -20,9 +20,6 @@ from deepnc.data.base import (
     validate_split,
 )
 from deepnc.data.imagefolder import UnreadableImageError, load_imagefolder
-from deepnc.data.masks import MaskedImageDataset, random_subset
-from deepnc.data.scenes import compose_scenes, load_fashion_scenes
-from deepnc.data.segfolder import load_segfolder
 from deepnc.data.in_memory import (
     load_cifar,
     load_digits,
@@ -30,6 +27,9 @@ from deepnc.data.in_memory import (
     load_fashion_mnist,
     load_mnist,
 )
+from deepnc.data.masks import MaskedImageDataset, random_subset
+from deepnc.data.scenes import compose_scenes, load_fashion_scenes
+from deepnc.data.segfolder import load_segfolder
 
 __all__ = [
     "DatasetSplits",

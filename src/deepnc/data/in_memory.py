@@ -107,7 +107,9 @@ def _splits_from_arrays(
 def fashion_mnist_arrays(
     root: str | None = None, download: bool = False
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Fashion-MNIST's raw arrays: ``{"train": (images (N, 28, 28) uint8, labels (N,)), "test": ...}``.
+    """Fashion-MNIST's raw arrays: ``{"train": (images, labels), "test": (images, labels)}``.
+
+    Images are ``(N, 28, 28)`` uint8, labels ``(N,)`` uint8.
 
     Looked for, in order: IDX files in ``root`` or ``root/FashionMNIST/raw``, then the
     Debian package's ``/usr/share/datasets/fashion-mnist``; with ``download=True``

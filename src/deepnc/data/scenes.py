@@ -66,7 +66,9 @@ def compose_scenes(
         raise ValueError(f"items must be uint8 (M, h, w), got {items.dtype} {tuple(items.shape)}")
     low, high = items_per_scene
     if not 1 <= low <= high:
-        raise ValueError(f"items_per_scene must be (low, high) with 1 <= low <= high, got {items_per_scene}")
+        raise ValueError(
+            f"items_per_scene must be (low, high) with 1 <= low <= high, got {items_per_scene}"
+        )
     smallest, largest = item_sides or (max(4, size * 5 // 16), max(4, size * 11 // 16))
     if not 1 <= smallest <= largest <= size:
         raise ValueError(f"item_sides must lie in [1, size={size}], got {(smallest, largest)}")
@@ -83,7 +85,9 @@ def compose_scenes(
     for side in np.unique(sides):  # one resize call per distinct side
         which = np.nonzero(sides == side)[0]
         source = items[torch.from_numpy(chosen[which])].unsqueeze(1).float()
-        resized = F.interpolate(source, size=(int(side), int(side)), mode="bilinear", antialias=True)
+        resized = F.interpolate(
+            source, size=(int(side), int(side)), mode="bilinear", antialias=True
+        )
         resized = resized.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
         for position, index in enumerate(which):
             patches[index] = resized[position]
@@ -126,7 +130,11 @@ def load_fashion_scenes(
     size = image_size or 64
     if size < 16:
         raise ValueError(f"fashion-scenes canvases must be at least 16 pixels, got {size}")
-    for key, value in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+    for key, value in (
+        ("train_size", train_size),
+        ("val_size", val_size),
+        ("test_size", test_size),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be a positive number of canvases, got {value!r}")
     arrays = fashion_mnist_arrays(root, download)

@@ -108,8 +108,12 @@ def _pairs(split_dir: Path) -> list[tuple[Path, Path]]:
     masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
     missing = [p.name for p in images if p.stem not in masks]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise ValueError(f"{len(missing)} image(s) in {images_dir} have no mask in {masks_dir}: {shown}")
+        shown = ", ".join(missing[:10]) + (
+            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        )
+        raise ValueError(
+            f"{len(missing)} image(s) in {images_dir} have no mask in {masks_dir}: {shown}"
+        )
     return [(image, masks[image.stem]) for image in images]
 
 
@@ -144,7 +148,9 @@ def _read(pairs, size: int, channels: int, num_classes: int, ignore_index: int):
         pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
         tensor = torch.from_numpy(pixels).reshape(*pixels.shape[:2], channels).permute(2, 0, 1)
         if tensor.shape[-2:] != (size, size):
-            tensor = F.interpolate(tensor[None].float(), (size, size), mode="bilinear", antialias=True)
+            tensor = F.interpolate(
+                tensor[None].float(), (size, size), mode="bilinear", antialias=True
+            )
             tensor = tensor[0].round().clamp(0, 255).to(torch.uint8)
             mask = F.interpolate(mask[None, None].float(), (size, size), mode="nearest-exact")[0, 0]
         images[index], masks[index] = tensor, mask.to(torch.int16)

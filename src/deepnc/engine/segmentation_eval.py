@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
-from deepnc.engine.loop import sum_over_processes, autocast, main_and_aux
+from deepnc.engine.loop import autocast, main_and_aux, sum_over_processes
 
 __all__ = ["SegmentationResult", "evaluate_segmentation", "iou_from_confusion"]
 

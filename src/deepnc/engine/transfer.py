@@ -88,9 +88,7 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> TransferRepor
         if given is None:
             problems.append(f"{key}: missing from the checkpoint")
         elif given.shape != wanted.shape:
-            problems.append(
-                f"{key}: checkpoint {tuple(given.shape)}, model {tuple(wanted.shape)}"
-            )
+            problems.append(f"{key}: checkpoint {tuple(given.shape)}, model {tuple(wanted.shape)}")
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

@@ -89,7 +89,9 @@ def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
             size=size, mode="bilinear", align_corners=False,
         )  # fmt: skip
         predicted = class_scores.argmax(1)  # (B, H, W)
-        own = upsampled.gather(1, predicted[:, None, None].expand(-1, 1, head.num_subcentroids, -1, -1))
+        own = upsampled.gather(
+            1, predicted[:, None, None].expand(-1, 1, head.num_subcentroids, -1, -1)
+        )
         similarity, subcentroid = own[:, 0].max(1)
     finally:
         model.train(was_training)
@@ -107,22 +109,33 @@ def _imshow(axis, pixels: np.ndarray) -> None:
 
 
 def class_colours(num_classes: int) -> np.ndarray:
-    """``(C, 3)`` distinct RGB colours in [0, 1]; class 0 (background) is dark grey."""
-    colours = plt.get_cmap("tab20" if num_classes > 10 else "tab10")(np.arange(num_classes) % 20)
-    colours = colours[:, :3].copy()
-    colours[0] = (0.15, 0.15, 0.15)
-    return colours
+    """``(C, 3)`` distinct RGB colours in [0, 1]; class 0 (usually background) is dark grey."""
+    others = num_classes - 1
+    if others <= 10:
+        palette = plt.get_cmap("tab10")(np.arange(others))[:, :3]
+    elif others <= 20:
+        palette = plt.get_cmap("tab20")(np.arange(others))[:, :3]
+    else:
+        palette = plt.get_cmap("hsv")(np.linspace(0, 1, others, endpoint=False))[:, :3]
+    return np.concatenate([np.full((1, 3), 0.25), palette])
 
 
 def _shades(colour: np.ndarray, count: int) -> np.ndarray:
     """``(count, 3)`` shades of one colour, from light to dark."""
     hsv = matplotlib.colors.rgb_to_hsv(colour)
-    values = np.linspace(1.0, 0.35, count) if count > 1 else np.array([hsv[2]])
-    saturation = np.linspace(0.35, 1.0, count) if count > 1 else np.array([hsv[1]])
+    if count == 1:
+        return colour[None]
+    values = np.linspace(1.0, 0.35, count)
+    grey = hsv[1] < 0.05  # a grey stays grey, in K brightnesses
+    saturation = np.zeros(count) if grey else np.linspace(0.35, 1.0, count)
+    if grey:
+        values = np.linspace(0.85, 0.1, count)
     return hsv_to_rgb(np.stack([np.full(count, hsv[0]), saturation, values], 1))
 
 
-def colour_masks(masks: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
+def colour_masks(
+    masks: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
     """``(B, H, W)`` class masks as ``(B, H, W, 3)`` RGB; ignored pixels are white."""
     palette = class_colours(num_classes)
     flat = masks.clamp(0, num_classes - 1).numpy()
@@ -174,7 +187,9 @@ def plot_subcentroid_map(
         y = 1 - (row + 1) / 13
         for k in range(num_subcentroids):
             legend.add_patch(
-                plt.Rectangle((k * 0.045, y), 0.04, 0.06, color=shades[label, k], transform=legend.transAxes)
+                plt.Rectangle(
+                    (k * 0.045, y), 0.04, 0.06, color=shades[label, k], transform=legend.transAxes
+                )
             )
         used = int((counts > 0).sum())
         legend.text(
@@ -215,7 +230,9 @@ def plot_segmentation(
             if row == 0:
                 axis.set_title(title, fontsize=9)
     palette = class_colours(num_classes)
-    handles = [matplotlib.patches.Patch(color=palette[c], label=name) for c, name in enumerate(class_names)]
+    handles = [
+        matplotlib.patches.Patch(color=palette[c], label=name) for c, name in enumerate(class_names)
+    ]
     figure.legend(handles=handles[:20], loc="lower center", ncol=min(6, num_classes), fontsize=7)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=100)

@@ -182,6 +182,21 @@ def load_images(
     return loaded, skipped
 
 
+def _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device) -> dict:
+    from deepnc.explain.dense_workflow import explain_segmentation
+
+    truths: list[torch.Tensor | None] = [None] * len(inputs)
+    for index in range(min(test_samples, len(data.test))):
+        image, mask = data.test[index]
+        inputs.append((f"test image {index}", image))
+        truths.append(mask)
+    if not inputs:
+        raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
+    explain_segmentation(model, data, inputs, truths, out_dir, device=device)
+    report = Path(out_dir) / "dense.json"
+    return {"report": str(report), "explained": len(inputs), "skipped": skipped}
+
+
 def explain_checkpoint(
     path: str | Path,
     out_dir: str | Path,
@@ -198,7 +213,8 @@ def explain_checkpoint(
 
     Writes ``out_dir/index.html`` (self-contained), ``gallery.png``, one
     ``prediction_<i>.png`` per input and ``explanations.json``. Files that cannot be
-    decoded are listed in the report and skipped.
+    decoded are listed in the report and skipped. For a segmentation checkpoint, writes
+    per-pixel sub-centroid maps instead (see :mod:`deepnc.explain.dense_workflow`).
 
     Returns:
         A summary: the report's path, how many inputs were explained and skipped.
@@ -212,6 +228,10 @@ def explain_checkpoint(
     from deepnc.explain.report import ReportItem, write_report
 
     model, state = load_trained_model(path, device)
+    if state["dataset"].get("task", "classification") == "segmentation":
+        data = load_checkpoint_dataset(state, dataset=dataset)
+        inputs, skipped = load_images(list(images), data)
+        return _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device)
     head = find_dnc_head(model)
     data = load_checkpoint_dataset(state, dataset=dataset)
     inputs, skipped = load_images(list(images), data)

@@ -55,13 +55,13 @@ class DenseBackbone:
 
 def list_dense_backbones() -> list[str]:
     """Backbone names accepted by :func:`create_dense_backbone` (plus ``timm:<name>``)."""
-    return sorted(
-        ["resnet20", "resnet32", "resnet56", "cifar_resnet18", "efficientnet_lite0"]
-        + [*_TORCHVISION_RESNETS, *_MOBILENETS, "timm:<name>"]
-    )
+    small = ["resnet20", "resnet32", "resnet56", "cifar_resnet18", "efficientnet_lite0"]
+    return sorted([*small, *_TORCHVISION_RESNETS, *_MOBILENETS, "timm:<name>"])
 
 
-def create_dense_backbone(name: str, *, in_chans: int = 3, pretrained: bool = False) -> DenseBackbone:
+def create_dense_backbone(
+    name: str, *, in_chans: int = 3, pretrained: bool = False
+) -> DenseBackbone:
     """The backbone ``name`` (see the module table) as a feature-map network.
 
     Raises:

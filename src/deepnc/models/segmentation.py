@@ -92,7 +92,7 @@ def list_segmentation_models() -> list[str]:
 
 
 def _fcn_decoder(in_channels: int, channels: int) -> nn.Sequential:
-    """FCN's head without its classifier: 3x3 conv, BN, ReLU, dropout (torchvision's ``FCNHead``)."""
+    """torchvision's ``FCNHead`` without its classifier: 3x3 conv, BN, ReLU, dropout."""
     return nn.Sequential(
         nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
         nn.BatchNorm2d(channels),
@@ -150,9 +150,10 @@ def create_segmentation_model(
         ValueError: an unknown name, head or option.
     """
     decoder_name, _, backbone_name = name.partition("_")
-    if decoder_name not in DECODERS or not backbone_name:
+    known = backbone_name in list_dense_backbones() or backbone_name.startswith("timm:")
+    if decoder_name not in DECODERS or not known:
         close = difflib.get_close_matches(name, list_segmentation_models(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = f" Did you mean {close[0]!r}?" if close and close[0] != name else ""
         raise ValueError(
             f"unknown segmentation model {name!r}: expected <decoder>_<backbone> with decoder "
             f"in {list(DECODERS)} and backbone in {list_dense_backbones()}.{hint}"
