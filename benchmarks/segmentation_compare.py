@@ -1,0 +1,168 @@
+"""Segmentation on fashion-scenes: the DNC pixel head against the 1x1-conv softmax head, and
+the transfer of a DNC-trained classification backbone. Identical recipes, 3 seeds.
+
+1. ``compare``: FCN and DeepLabV3 over a CIFAR-style ResNet-20
+   (``configs/fashion-scenes_{fcn,deeplabv3}_resnet20.yaml``), DNC vs 1x1 conv.
+   Target: DNC mIoU >= softmax mIoU (mean over seeds) for both decoders.
+2. ``transfer``: the FCN DNC model started from scratch, from the DNC Fashion-MNIST
+   classifier, and from the softmax classifier of the same recipe
+   (``configs/fashion-mnist_resnet20.yaml``, seed 0; finished runs under ``runs/`` are
+   reused, so the classifiers of ``fashion_mnist_compare.py`` are not trained again).
+
+Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
+are reused, so an interrupted benchmark continues where it stopped.
+
+    python benchmarks/segmentation_compare.py                  # the committed figures
+    python benchmarks/segmentation_compare.py --seeds 0 --epochs 1 \\
+        --classifier-overrides="--epochs 1 --train_subset 2000"        # a quick look
+
+Writes ``benchmarks/results/segmentation_compare.{json,md}`` (``--results`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
+from deepnc.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DECODERS = ("fcn", "deeplabv3")
+
+
+def _config(decoder: str, overrides: list[str]):
+    path = ROOT / f"configs/fashion-scenes_{decoder}_resnet20.yaml"
+    return load_config(path, [*overrides, "--progress", "false"])
+
+
+def head_comparison(seeds, out: Path, overrides: list[str]) -> tuple[dict, str]:
+    """DNC vs softmax for every decoder: rows, targets and a Markdown section."""
+    tables, rows, targets = [], {}, {}
+    for decoder in DECODERS:
+        summaries = compare(_config(decoder, overrides), seeds, out / decoder)
+        rows[decoder] = comparison_rows(summaries)
+        dnc, softmax = (next(r for r in rows[decoder] if r["head"] == h) for h in ("dnc", "linear"))
+        targets[f"{decoder}: DNC mIoU >= softmax mIoU"] = dnc["miou_mean"] >= softmax["miou_mean"]
+        tables.append(f"### {decoder}\n\n{comparison_markdown(summaries)}")
+    return {"rows": rows, "targets": targets}, "\n".join(tables)
+
+
+def _classifier(head: str, out: Path, overrides: list[str]) -> Path:
+    """The Fashion-MNIST classifier of ``head`` (reused if it exists anywhere under runs/)."""
+    config = load_config(
+        ROOT / "configs/fashion-mnist_resnet20.yaml",
+        ["--seed", "0", "--progress", "false", *overrides],
+    )
+    if head == "linear":  # the softmax twin of the recipe, as deepnc compare trains it
+        config = dataclasses.replace(config, head="linear", head_options={})
+    run_dir = out / f"classifier-{head}"
+    summary = run_once(dataclasses.replace(config, out_dir=str(run_dir)), [ROOT / "runs"])
+    return run_dir / "checkpoint.safetensors", summary
+
+
+def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[str]):
+    """mIoU of the FCN DNC model from scratch and from each classifier."""
+    sources = {"scratch": None}
+    classifiers = {}
+    for head, name in (("dnc", "DNC classifier"), ("linear", "softmax classifier")):
+        checkpoint, summary = _classifier(head, out, classifier_overrides)
+        sources[name] = str(checkpoint)
+        classifiers[name] = summary["test_top1"]
+    base = _config("fcn", overrides)
+    rows = []
+    for name, checkpoint in sources.items():
+        runs = []
+        for seed in seeds:
+            slug = name.split()[0].lower()
+            run_dir = out / f"fcn-dnc-from-{slug}-seed{seed}"
+            config = dataclasses.replace(
+                base, seed=seed, init_from=checkpoint, out_dir=str(run_dir)
+            )
+            runs.append(run_once(config, reuse_from=[out.parent]))  # scratch = the compare runs
+        miou = [100 * run["test_miou"] for run in runs]
+        rows.append(
+            {
+                "init": name,
+                "classifier_top1": classifiers.get(name),
+                "miou": miou,
+                "miou_mean": statistics.mean(miou),
+                "miou_std": statistics.stdev(miou) if len(miou) > 1 else 0.0,
+                "pixel_accuracy_mean": statistics.mean(
+                    100 * r["test_pixel_accuracy"] for r in runs
+                ),
+            }
+        )
+    lines = [
+        "| FCN-ResNet-20, DNC head, initialised from | classifier top-1 (%) | mIoU (%) mean ± std "
+        "| per seed | pixel accuracy (%) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        top1 = f"{100 * row['classifier_top1']:.2f}" if row["classifier_top1"] else "-"
+        lines.append(
+            f"| {row['init']} | {top1} | {row['miou_mean']:.2f} ± {row['miou_std']:.2f} "
+            f"| {', '.join(f'{v:.2f}' for v in row['miou'])} | {row['pixel_accuracy_mean']:.2f} |"
+        )
+    return {"rows": rows}, "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=("compare", "transfer"),
+                        default=["compare", "transfer"])  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "runs/bench_segmentation"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/segmentation_compare"))
+    parser.add_argument(
+        "--classifier-overrides", default="",
+        help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',
+    )  # fmt: skip
+    arguments, overrides = parser.parse_known_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = Path(arguments.out)
+    start = time.time()
+    command = " ".join(["python", "benchmarks/segmentation_compare.py", *sys.argv[1:]])
+    report = {"command": command, "seeds": arguments.seeds, "overrides": overrides}
+    sections = [f"`{command}`\n"]
+    if "compare" in arguments.parts:
+        report["compare"], text = head_comparison(arguments.seeds, out, overrides)
+        checks = "\n".join(
+            f"- {name}: {'yes' if met else 'NO'}"
+            for name, met in report["compare"]["targets"].items()
+        )
+        sections += ["## DNC pixel head vs 1x1-conv softmax head\n", text, f"Targets:\n{checks}\n"]
+    if "transfer" in arguments.parts:
+        report["transfer"], text = transfer(
+            arguments.seeds,
+            out / "transfer",
+            overrides,
+            shlex.split(arguments.classifier_overrides),
+        )
+        sections += ["## Transfer of a classification backbone\n", text]
+    report["wall_seconds"] = time.time() - start
+    report["machine"] = {
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    results = Path(arguments.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    results.with_suffix(".md").write_text("\n".join(sections))
+    print("\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
