@@ -152,25 +152,31 @@ def inference_ratio(rounds: int) -> dict:
 DENSE = dict(num_classes=150, num_subcentroids=10, dim=512, num_pixels=32_768)
 
 
-def _dense_problem():
+def _dense_problem(num_pixels: int, device: str = "cpu"):
     generator = torch.Generator().manual_seed(0)
-    c, k, d, m = (DENSE[key] for key in ("num_classes", "num_subcentroids", "dim", "num_pixels"))
-    bank = deepnc.SubCentroidBank(c, k, d, momentum=0.999)
+    c, k, d = (DENSE[key] for key in ("num_classes", "num_subcentroids", "dim"))
+    bank = deepnc.SubCentroidBank(c, k, d, momentum=0.999).to(device)
     bank.subcentroids.copy_(F.normalize(torch.randn(c, k, d, generator=generator), dim=-1))
     bank.initialised.fill_(True)
-    features = F.normalize(torch.randn(m, d, generator=generator), dim=-1)
-    labels = torch.randint(0, c, (m,), generator=generator)
+    features = F.normalize(torch.randn(num_pixels, d, generator=generator), dim=-1).to(device)
+    labels = torch.randint(0, c, (num_pixels,), generator=generator).to(device)
     return bank, features, labels
 
 
-def _dense_step(kind: str, with_scores: bool) -> Callable[[], object]:
-    bank, features, labels = _dense_problem()
+def _dense_step(
+    kind: str, with_scores: bool, num_pixels: int, device: str = "cpu"
+) -> Callable[[], object]:
+    bank, features, labels = _dense_problem(num_pixels, device)
     scores = bank.own_class_scores(features, labels) if with_scores else None
     if kind == "batched":
-        return lambda: bank.update(features, labels, scores=scores)
-    return lambda: per_class_update(
-        bank.subcentroids, features, labels, momentum=bank.momentum, scores=scores
-    )
+        step = lambda: bank.update(features, labels, scores=scores)  # noqa: E731
+    else:
+        step = lambda: per_class_update(  # noqa: E731
+            bank.subcentroids, features, labels, momentum=bank.momentum, scores=scores
+        )
+    if device.startswith("cuda"):
+        return lambda: (step(), torch.cuda.synchronize())
+    return step
 
 
 def _status_bytes(field: str) -> int:
@@ -181,8 +187,8 @@ def _status_bytes(field: str) -> int:
     raise KeyError(field)
 
 
-def _peak_memory_child(kind: str, with_scores: bool, queue) -> None:
-    step = _dense_step(kind, with_scores)
+def _peak_memory_child(kind: str, with_scores: bool, num_pixels: int, queue) -> None:
+    step = _dense_step(kind, with_scores, num_pixels)
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # Linux: reset the peak resident size (VmHWM) to now
     before = _status_bytes("VmRSS")
@@ -190,33 +196,50 @@ def _peak_memory_child(kind: str, with_scores: bool, queue) -> None:
     queue.put(_status_bytes("VmHWM") - before)
 
 
-def peak_memory_mib(kind: str, with_scores: bool) -> float:
-    """How far one update raises the resident memory of a fresh process above its data."""
+def peak_memory_mib(kind: str, with_scores: bool, num_pixels: int, device: str = "cpu") -> float:
+    """How far one update raises the memory above its data: the resident size of a fresh
+    process on CPU, ``torch.cuda.max_memory_allocated`` on CUDA."""
+    if device.startswith("cuda"):
+        step = _dense_step(kind, with_scores, num_pixels, device)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_peak_memory_child, args=(kind, with_scores, queue))
+    process = context.Process(
+        target=_peak_memory_child, args=(kind, with_scores, num_pixels, queue)
+    )
     process.start()
     result = queue.get()
     process.join()
     return result / 2**20
 
 
-def dense_clustering(rounds: int) -> list[dict]:
+def dense_clustering(
+    rounds: int, num_pixels: int = DENSE["num_pixels"], device: str = "cpu", label: str = ""
+) -> list[dict]:
+    """The batched update against a per-class loop at C=150, K=10, D=512: time and memory."""
     rows = []
+    pixels = label or f"{num_pixels} pixels"
     for with_scores, source in [
         (True, "own-class scores from the forward, as in the head"),
         (False, "from features alone (explicit update())"),
     ]:
-        steps = {kind: _dense_step(kind, with_scores) for kind in ("loop", "batched")}
+        steps = {
+            kind: _dense_step(kind, with_scores, num_pixels, device) for kind in ("loop", "batched")
+        }
         medians = interleaved_medians(steps, rounds=rounds, warmup=1)
         rows.append(
             {
-                "what": f"clustering update, C=150, K=10, D=512, 32768 pixels, {source}",
+                "what": f"clustering update, C=150, K=10, D=512, {pixels}, {source}",
+                "device": device,
                 "batched_s": medians["batched"],
                 "loop_s": medians["loop"],
                 "speedup": medians["loop"] / medians["batched"],
-                "batched_peak_mib": peak_memory_mib("batched", with_scores),
-                "loop_peak_mib": peak_memory_mib("loop", with_scores),
+                "batched_peak_mib": peak_memory_mib("batched", with_scores, num_pixels, device),
+                "loop_peak_mib": peak_memory_mib("loop", with_scores, num_pixels, device),
             }
         )
     return rows

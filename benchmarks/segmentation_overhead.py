@@ -1,0 +1,167 @@
+"""What the DNC pixel head costs against the 1x1-conv softmax head, measured in one run.
+
+Prints, and writes as JSON (``--out``):
+
+1. the whole training step (forward, backward, SGD, pixel clustering) of FCN and
+   DeepLabV3 over a CIFAR-style ResNet-20 (the models of
+   ``configs/fashion-scenes_*.yaml``) at 1x64x64, batch 16, C = 11, K = 10: DNC / 1x1
+   conv time. Target: <= 1.10. The DNC head is the worst case: every labelled pixel
+   counts as correctly classified, so every class present is clustered at every step;
+2. the clustering update alone at ADE20K-like scale: C = 150, K = 10, D = 512 and a
+   4x128x128 feature map (65,536 pixel features): the batched update vs a per-class
+   Python loop, time and peak memory;
+3. with ``--device cuda``, also an ADE20K-like training step: FCN-ResNet-18 at
+   3x256x256, batch 8, C = 150.
+
+Both models of a pair share their weights and run interleaved round by round; each
+figure is a median.
+
+    python benchmarks/segmentation_overhead.py             # the committed figures (CPU)
+    python benchmarks/segmentation_overhead.py --quick     # seconds: checks that it runs
+    python benchmarks/segmentation_overhead.py --device cuda \\
+        --out benchmarks/results/segmentation_overhead_cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import deepnc
+from deepnc.models.segmentation import create_segmentation_model
+from head_overhead import AllCorrectHead, dense_clustering, interleaved_medians
+
+MODELS = {
+    "fcn_resnet20": {"decoder_channels": 64},
+    "deeplabv3_resnet20": {"decoder_channels": 64, "atrous_rates": (2, 4, 6)},
+}
+
+
+def _pair(name: str, num_classes: int, in_chans: int, options: dict, device: str):
+    """A DNC model (worst-case head) and the 1x1-conv model with the same other weights."""
+    torch.manual_seed(0)
+    dnc = create_segmentation_model(name, num_classes=num_classes, in_chans=in_chans, **options)
+    dnc.classifier.__class__ = AllCorrectHead
+    linear = create_segmentation_model(
+        name, num_classes=num_classes, in_chans=in_chans, head="linear", **options
+    )
+    shared = {k: v for k, v in dnc.state_dict().items() if not k.startswith("classifier")}
+    linear.load_state_dict(shared, strict=False)
+    return dnc.to(device), linear.to(device)
+
+
+def training_step(model, images, masks) -> Callable[[], None]:
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    has_head = bool(deepnc.dnc_heads(model))
+    cuda = images.device.type == "cuda"
+
+    def step() -> None:
+        if has_head:
+            with deepnc.training_targets(model, masks):
+                logits = model(images)["out"]
+        else:
+            logits = model(images)["out"]
+        loss = F.cross_entropy(logits, masks)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if cuda:
+            torch.cuda.synchronize()
+
+    return step
+
+
+def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -> dict:
+    dnc, linear = _pair(name, num_classes, shape[0], options, device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, *shape, generator=generator).to(device)
+    masks = torch.randint(0, num_classes, (batch, *shape[1:]), generator=generator).to(device)
+    steps = {
+        "softmax": training_step(linear, images, masks),
+        "dnc": training_step(dnc, images, masks),
+    }
+    medians = interleaved_medians(steps, rounds=rounds, warmup=3)
+    return {
+        "what": what,
+        "device": device,
+        "softmax_s": medians["softmax"],
+        "dnc_s": medians["dnc"],
+        "ratio": medians["dnc"] / medians["softmax"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/segmentation_overhead.json")
+    )
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 21
+    device = args.device
+    cuda = device.startswith("cuda")
+    name_of = torch.cuda.get_device_name if cuda else (lambda: platform.machine())
+    results = {
+        "machine": f"{name_of()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "training_step": [
+            step_ratio(
+                f"{name}, 1x64x64, batch 16, C=11, K=10: training step",
+                name,
+                options,
+                (1, 64, 64),
+                16,
+                11,
+                rounds,
+                device,
+            )
+            for name, options in MODELS.items()
+        ],
+        "dense_clustering_update": dense_clustering(
+            max(rounds // 3, 2),
+            num_pixels=4 * 128 * 128,
+            device=device,
+            label="a 4x128x128 feature map (65,536 pixels)",
+        ),
+    }
+    if cuda:
+        results["training_step"].append(
+            step_ratio(
+                "fcn_resnet18, 3x256x256, batch 8, C=150, K=10: training step",
+                "fcn_resnet18",
+                {},
+                (3, 256, 256),
+                8,
+                150,
+                rounds,
+                device,
+            )
+        )
+    print(results["machine"])
+    for row in results["training_step"]:
+        print(
+            f"{row['what']}: 1x1 conv {row['softmax_s'] * 1e3:.1f} ms, "
+            f"DNC {row['dnc_s'] * 1e3:.1f} ms, DNC / 1x1 conv = {row['ratio']:.3f}"
+        )
+    for row in results["dense_clustering_update"]:
+        print(
+            f"{row['what']}: batched {row['batched_s'] * 1e3:.1f} ms "
+            f"(peak +{row['batched_peak_mib']:.0f} MiB), per-class loop "
+            f"{row['loop_s'] * 1e3:.1f} ms (peak +{row['loop_peak_mib']:.0f} MiB), "
+            f"speedup {row['speedup']:.1f}x"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
