@@ -82,6 +82,7 @@ class TrainConfig:
     eval_every: int = 1
     # The run
     seed: int = 0
+    deterministic: bool = False
     device: str = "auto"
     workers: int = 0
     out_dir: str = "runs/default"

@@ -7,8 +7,10 @@ on CUDA, gloo on CPU).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch.distributed as dist
 
 __all__ = [
     "Runtime",
+    "deterministic_algorithms",
     "epoch_seed",
     "seed_everything",
     "select_device",
@@ -79,6 +82,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002  (seeds third-party code using the global state)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Inside, torch uses deterministic kernels (cuDNN, cuBLAS) where it has them, so a
+    CUDA run and its resumption repeat bit for bit; the previous setting is restored after.
+
+    Kernels with no deterministic version (for example the CUDA backward of bilinear
+    upsampling, used by segmentation models) only warn: such runs stay close but not
+    bit-identical. Costs speed on CUDA; changes nothing on CPU, which is deterministic.
+    """
+    if not enabled:
+        yield
+        return
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:

@@ -35,7 +35,14 @@ from deepnc.engine.loop import evaluate, train_one_epoch
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.plots import plot_curves
 from deepnc.engine.segmentation_eval import evaluate_segmentation
-from deepnc.engine.setup import Runtime, epoch_seed, seed_everything, start_runtime, stop_runtime
+from deepnc.engine.setup import (
+    Runtime,
+    deterministic_algorithms,
+    epoch_seed,
+    seed_everything,
+    start_runtime,
+    stop_runtime,
+)
 from deepnc.engine.transfer import transfer_backbone
 from deepnc.models import create_model
 from deepnc.models.segmentation import create_segmentation_model
@@ -178,7 +185,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     config.validate()
     runtime = start_runtime(config.device)
     try:
-        return _train(config, runtime, resume)
+        with deterministic_algorithms(config.deterministic):
+            return _train(config, runtime, resume)
     finally:
         stop_runtime(runtime)
 
