@@ -29,6 +29,8 @@ bench: install
 	$(PY) benchmarks/fashion_mnist_compare.py
 	$(PY) benchmarks/fashion_mnist_ablation.py
 	$(PY) benchmarks/fashion_mnist_snap.py
+	$(PY) benchmarks/segmentation_overhead.py
+	$(PY) benchmarks/segmentation_compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -212,3 +212,25 @@ def test_init_from_in_a_training_run_and_compare(tmp_path, capsys):
     assert main(arguments) == 0
     table = (out / "compare.md").read_text()
     assert "mIoU (%)" in table and "| DNC |" in table and "| softmax |" in table
+
+
+@needs_fashion
+def test_torchrun_trains_a_segmentation_model_on_two_cpu_processes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "deepnc", "train", "--task", "segmentation", "--dataset", "fashion-scenes",
+            "--image_size", "32", "--dataset_options.train_size", "64",
+            "--dataset_options.test_size", "16", "--model", "fcn_resnet20", "--epochs", "1",
+            "--batch_size", "8", "--threads", "1", "--device", "cpu", "--progress", "false",
+            "--out_dir", str(out),
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and 0 < summary["test_miou"] <= 1
