@@ -1,4 +1,4 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``.
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``export``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -14,6 +14,7 @@ from deepnc.cli import (
     compare_command,
     eval_command,
     explain_command,
+    export_command,
     snap_command,
     train_command,
 )
@@ -26,6 +27,7 @@ _COMMANDS = {
     "compare": compare_command,
     "snap": snap_command,
     "explain": explain_command,
+    "export": export_command,
 }
 
 
