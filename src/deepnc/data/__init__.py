@@ -19,6 +19,7 @@ from deepnc.data.base import (
     take_subset,
     validate_split,
 )
+from deepnc.data.classes import ClassSubset, select_classes
 from deepnc.data.imagefolder import UnreadableImageError, load_imagefolder
 from deepnc.data.in_memory import (
     load_cifar,
@@ -32,6 +33,7 @@ from deepnc.data.scenes import compose_scenes, load_fashion_scenes
 from deepnc.data.segfolder import load_segfolder
 
 __all__ = [
+    "ClassSubset",
     "DatasetSplits",
     "ImageTensorDataset",
     "MaskedImageDataset",
@@ -40,6 +42,7 @@ __all__ = [
     "dataset_labels",
     "list_datasets",
     "load_dataset",
+    "select_classes",
     "take_subset",
     "validate_split",
 ]
@@ -89,7 +92,8 @@ def load_dataset(
             ``num_classes`` / ``train_size`` / ``test_size`` for fake, ``num_classes`` /
             ``ignore_index`` / ``channels`` / ``class_names`` for segfolder,
             ``train_size`` / ``val_size`` / ``test_size`` / ``items_per_scene`` /
-            ``scene_seed`` for fashion-scenes).
+            ``scene_seed`` for fashion-scenes); ``classes`` (any classification set)
+            keeps those classes, relabelled in the order given.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones), empty splits,
@@ -101,6 +105,7 @@ def load_dataset(
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown dataset {name!r}; valid names: {list_datasets()}.{hint}")
     loader = _DATASETS[name]
+    classes = options.pop("classes", None)
     accepted = inspect.signature(loader).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -109,6 +114,8 @@ def load_dataset(
     if "seed" in accepted:
         options["seed"] = seed
     splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
+    if classes is not None:
+        splits = select_classes(splits, classes)
     if train_subset is not None:
         if train_subset < 1:
             raise ValueError(
