@@ -108,9 +108,8 @@ def add_classes(
             f"features must be (N, {head.in_features}) head inputs, got {tuple(features.shape)}"
         )
     if labels.shape != features.shape[:1] or labels.is_floating_point():
-        raise ValueError(
-            f"labels must be (N,) = ({features.shape[0]},) integers, got {labels.dtype} {tuple(labels.shape)}"
-        )
+        given = f"{labels.dtype} {tuple(labels.shape)}"
+        raise ValueError(f"labels must be (N,) = ({features.shape[0]},) integers, got {given}")
     if not torch.isfinite(features).all():
         raise ValueError("features hold NaN or Inf")
     labels = labels.long().cpu()
