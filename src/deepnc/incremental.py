@@ -136,7 +136,7 @@ def add_classes(
         warnings.warn(
             f"new classes {few} (class: examples) have fewer examples than {k} sub-centroids: "
             "each gets one sub-centroid per example",
-            stacklevel=2,
+            stacklevel=3,  # past torch.no_grad's wrapper: the caller's line
         )
     device = head.subcentroids.device
     embedded = head.embed(features.to(device)).float().cpu()
