@@ -47,18 +47,26 @@ def _resize_classes(module: nn.Module, keep: torch.Tensor, extra: int) -> None:
 
 @torch.no_grad()
 def head_inputs(
-    model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu"
+    model: nn.Module,
+    loader: DataLoader,
+    device: str | torch.device = "cpu",
+    *,
+    layer: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(features (N, D), labels (N,))``: what the model's DNC head receives for ``loader``.
 
+    ``layer``: capture the inputs of this module instead (a softmax model's classifier).
+
     Raises:
-        ValueError: the model has no DNC head, or several.
+        ValueError: no ``layer`` given and the model has no DNC head, or several.
     """
-    heads = [m for m in model.modules() if isinstance(m, DNCHead)]
-    if len(heads) != 1:
-        raise ValueError(f"head_inputs needs a model with one DNC head, found {len(heads)}")
+    if layer is None:
+        heads = [m for m in model.modules() if isinstance(m, DNCHead)]
+        if len(heads) != 1:
+            raise ValueError(f"head_inputs needs a model with one DNC head, found {len(heads)}")
+        layer = heads[0]
     captured: list[torch.Tensor] = []
-    handle = heads[0].register_forward_pre_hook(
+    handle = layer.register_forward_pre_hook(
         lambda module, args: captured.append(args[0].detach().float().cpu())
     )
     labels = []

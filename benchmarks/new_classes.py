@@ -1,0 +1,183 @@
+"""Learning new classes without retraining: DNC's add_classes against fine-tuning softmax.
+
+ResNet-20 trained on Fashion-MNIST classes 0-7, DNC and softmax heads, identical recipe,
+3 seeds. Then the two held-out classes (8 Bag, 9 Ankle boot) are added from n = 5, 10
+and 50 training examples each (the same examples for every method, drawn with the
+seed), and the 10-class model is evaluated on the whole test split:
+
+- DNC ``add_classes``: K sub-centroids per new class by balanced clustering of the
+  examples' features; nothing else changes;
+- softmax, fine-tuned: the classifier grows two rows, and the classifier alone is
+  trained on the new examples (100 full-batch SGD steps, lr 0.1; the backbone frozen);
+- softmax, fine-tuned with replay: the same, with n examples of each old class too.
+
+Accuracy on old classes (test images of 0-7), on new classes (8-9) and on all.
+
+    python benchmarks/new_classes.py                                   # the committed figures
+    python benchmarks/new_classes.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
+
+Writes ``benchmarks/results/new_classes.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from deepnc.compare import run_once
+from deepnc.config import load_config
+from deepnc.data import load_dataset
+from deepnc.engine.restore import load_trained_model
+from deepnc.incremental import add_classes, head_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD, NEW = list(range(8)), [8, 9]
+SHOTS = (5, 10, 50)
+FINE_TUNE_STEPS, FINE_TUNE_LR = 100, 0.1
+
+
+def _examples(train, classes: list[int], shots: int, seed: int) -> list[int]:
+    """``shots`` seeded indices of each class in ``classes`` (labels as in ``train``)."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in classes:
+        members = torch.nonzero(train.labels == label).flatten()
+        chosen += members[torch.randperm(len(members), generator=generator)[:shots]].tolist()
+    return chosen
+
+
+@torch.no_grad()
+def _features(model, dataset, indices=None) -> tuple[torch.Tensor, torch.Tensor]:
+    subset = Subset(dataset, indices) if indices is not None else dataset
+    return head_inputs(model, DataLoader(subset, 500), layer=model.fc)
+
+
+def _accuracy(predicted: torch.Tensor, truth: torch.Tensor) -> dict:
+    old = truth < len(OLD)
+    return {
+        "old": float((predicted[old] == truth[old]).float().mean()),
+        "new": float((predicted[~old] == truth[~old]).float().mean()),
+        "all": float((predicted == truth).float().mean()),
+    }
+
+
+def dnc_add(model, full, test_features, test_labels, shots, seed) -> dict:
+    head = copy.deepcopy(model.fc)
+    indices = _examples(full.train, NEW, shots, seed)
+    features, labels = _features(model, full.train, indices)
+    add_classes(head, features, labels - len(OLD))
+    return _accuracy(head(test_features).argmax(1), test_labels)
+
+
+def softmax_fine_tune(model, full, test_features, test_labels, shots, seed, replay) -> dict:
+    """Grow the linear classifier by two rows and train it alone on the examples."""
+    old_fc: nn.Linear = model.fc
+    fc = nn.Linear(old_fc.in_features, len(OLD) + len(NEW))
+    with torch.no_grad():
+        fc.weight[: len(OLD)] = old_fc.weight
+        fc.bias[: len(OLD)] = old_fc.bias
+    indices = _examples(full.train, NEW + (OLD if replay else []), shots, seed)
+    features, labels = _features(model, full.train, indices)
+    optimiser = torch.optim.SGD(fc.parameters(), lr=FINE_TUNE_LR, momentum=0.9)
+    for _ in range(FINE_TUNE_STEPS):
+        loss = F.cross_entropy(fc(features), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return _accuracy(fc(test_features).argmax(1), test_labels)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "runs/bench_new_classes"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/new_classes"))
+    arguments, overrides = parser.parse_known_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    base = load_config(
+        ROOT / "configs/fashion-mnist_resnet20.yaml",
+        ["--train_subset", "16000", "--progress", "false", *overrides],
+    )
+    base = dataclasses.replace(base, dataset_options={"classes": OLD})
+    full = load_dataset("fashion-mnist", augment=False)  # labels 0-9: 8 and 9 are the new ones
+    start = time.time()
+    results: dict[str, dict[int, list[dict]]] = {}
+    for seed in arguments.seeds:
+        models = {}
+        for head in ("dnc", "linear"):
+            options = base.head_options if head == "dnc" else {}
+            run_dir = Path(arguments.out) / f"{head}-seed{seed}"
+            config = dataclasses.replace(
+                base, head=head, head_options=options, seed=seed, out_dir=str(run_dir)
+            )
+            run_once(config)
+            models[head] = load_trained_model(run_dir)[0]
+        for head, model in models.items():
+            test_features, test_labels = _features(model, full.test)
+            for shots in SHOTS:
+                if head == "dnc":
+                    rows = {
+                        "DNC add_classes": dnc_add(
+                            model, full, test_features, test_labels, shots, seed
+                        )
+                    }
+                else:
+                    rows = {
+                        "softmax fine-tuned": softmax_fine_tune(
+                            model, full, test_features, test_labels, shots, seed, replay=False
+                        ),
+                        "softmax fine-tuned + replay": softmax_fine_tune(
+                            model, full, test_features, test_labels, shots, seed, replay=True
+                        ),
+                    }
+                for method, row in rows.items():
+                    results.setdefault(method, {}).setdefault(shots, []).append(row)
+    table = [
+        "| method | examples per new class | old classes (%) | new classes (%) | all (%) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for method, by_shots in results.items():
+        for shots, runs in by_shots.items():
+            cells = []
+            for key in ("old", "new", "all"):
+                values = [100 * run[key] for run in runs]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f}")
+            table.append(f"| {method} | {shots} | " + " | ".join(cells) + " |")
+    command = " ".join(["python", "benchmarks/new_classes.py", *sys.argv[1:]])
+    text = (
+        f"`{command}`\n\nResNet-20 trained on Fashion-MNIST classes 0-7 ({base.train_subset} "
+        f"images, {base.epochs} epochs), seeds {arguments.seeds}; classes 8 and 9 added "
+        "afterwards from n training examples each; accuracy over the 10,000 test images "
+        "with 10 outputs, mean ± std over seeds.\n\n" + "\n".join(table) + "\n"
+    )
+    report = {
+        "command": command,
+        "config": base.to_dict(),
+        "results": {m: {str(k): v for k, v in r.items()} for m, r in results.items()},
+        "fine_tune": {"steps": FINE_TUNE_STEPS, "lr": FINE_TUNE_LR},
+        "wall_seconds": time.time() - start,
+    }
+    path = Path(arguments.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    path.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
