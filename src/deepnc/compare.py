@@ -54,7 +54,10 @@ def compare(
 
 
 def _essence(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in INCIDENTAL_KEYS}
+    """The recipe of a saved config; keys added to TrainConfig since it was saved count
+    with their defaults, so runs of an earlier version are still recognised."""
+    full = {**TrainConfig().to_dict(), **config}
+    return {k: v for k, v in full.items() if k not in INCIDENTAL_KEYS}
 
 
 def find_finished_run(config: TrainConfig, roots: Sequence[str | Path]) -> Path | None:
