@@ -79,3 +79,22 @@ def test_pretrained_lite0_backbone_loads_the_shipped_weights():
 def test_bad_model_arguments(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_segmentation_model(name, num_classes=3, **kwargs)
+
+
+def test_the_pixel_cap_bounds_the_pixels_clustered_per_class_and_step():
+    def run(seed):
+        head = DNCHead(4, 2, num_subcentroids=2, memory_size=0, max_pixels_per_class=5, seed=seed)
+        maps = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        masks = torch.zeros(2, 8, 8, dtype=torch.long)
+        masks[:, :, 4:] = 1
+        head(maps, masks)  # seeds both classes
+        head.bank.reset_statistics()
+        head._correctly_classified = lambda similarities, labels: torch.ones_like(
+            labels, dtype=torch.bool
+        )
+        head(maps, masks)  # every pixel counts as correct: 64 per class, 5 clustered
+        return head.bank.assigned.sum(1).tolist(), head.subcentroids.clone()
+
+    counts, first = run(seed=3)
+    assert counts == [5, 5]
+    assert torch.equal(run(seed=3)[1], first)  # the sample is seeded
