@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -163,9 +164,11 @@ def main() -> int:
             cells = []
             for key in ("old", "new", "all"):
                 values = [100 * run[key] for run in runs]
+                if any(math.isnan(v) for v in values):
+                    cells.append("-")
+                    continue
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f}")
-            cells = [cell if "nan" not in cell else "-" for cell in cells]
             table.append(f"| {method} | {shots or '-'} | " + " | ".join(cells) + " |")
     command = " ".join(["python", "benchmarks/new_classes.py", *sys.argv[1:]])
     text = (
