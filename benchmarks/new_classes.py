@@ -140,9 +140,12 @@ def main() -> int:
             for shots in SHOTS:
                 if head == "dnc":
                     rows = {
-                        "DNC add_classes": dnc_add(
+                        "DNC add_classes (K=4)": dnc_add(
                             model, full, test_features, test_labels, shots, seed
-                        )
+                        ),
+                        "DNC add_classes (k=1 for the new classes)": dnc_add(
+                            model, full, test_features, test_labels, shots, seed, k=1
+                        ),
                     }
                 else:
                     rows = {
