@@ -88,6 +88,7 @@ def dnc_add(model, full, test_features, test_labels, shots, seed, k=None) -> dic
 def softmax_fine_tune(model, full, test_features, test_labels, shots, seed, replay) -> dict:
     """Grow the linear classifier by two rows and train it alone on the examples."""
     old_fc: nn.Linear = model.fc
+    torch.manual_seed(seed)  # the new rows' initialisation
     fc = nn.Linear(old_fc.in_features, len(OLD) + len(NEW))
     with torch.no_grad():
         fc.weight[: len(OLD)] = old_fc.weight
