@@ -31,6 +31,9 @@ bench: install
 	$(PY) benchmarks/fashion_mnist_snap.py
 	$(PY) benchmarks/segmentation_overhead.py
 	$(PY) benchmarks/segmentation_compare.py
+	$(PY) benchmarks/openset.py
+	$(PY) benchmarks/new_classes.py
+	$(PY) benchmarks/sklearn_compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info
