@@ -111,8 +111,10 @@ def _imshow(axis, pixels: np.ndarray) -> None:
 def class_colours(num_classes: int) -> np.ndarray:
     """``(C, 3)`` distinct RGB colours in [0, 1]; class 0 (usually background) is dark grey."""
     others = num_classes - 1
-    if others <= 10:
-        palette = plt.get_cmap("tab10")(np.arange(others))[:, :3]
+    if others <= 10:  # tab10 without its grey (kept for the background), plus a dark indigo
+        colours = plt.get_cmap("tab10")([0, 1, 2, 3, 4, 5, 6, 8, 9])[:, :3]
+        indigo = plt.get_cmap("tab20b")([0])[:, :3]
+        palette = np.concatenate([colours, indigo])[:others]
     elif others <= 20:
         palette = plt.get_cmap("tab20")(np.arange(others))[:, :3]
     else:
