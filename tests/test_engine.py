@@ -131,3 +131,18 @@ def test_amp_runs_the_backbone_in_bf16_on_cpu_and_keeps_the_head_fp32(tmp_path):
     subcentroids = tensors["model.fc.bank.subcentroids"]
     assert subcentroids.dtype == torch.float32
     assert torch.allclose(subcentroids.norm(dim=-1), torch.ones(10, 4), atol=1e-5)
+
+
+def test_device_selection(monkeypatch):
+    from deepnc.engine.setup import select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto", local_rank=1) == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        select_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert select_device("auto", local_rank=0) == torch.device("cuda", 0)
+    assert select_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="has 1 GPU\\(s\\): start at most"):
+        select_device("auto", local_rank=1)

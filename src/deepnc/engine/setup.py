@@ -43,16 +43,27 @@ class Runtime:
 
 
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: this process's CUDA device when there is one, else the CPU."""
+    """``"auto"``: this process's CUDA device when there is one, else the CPU.
+
+    Raises:
+        ValueError: CUDA asked for but absent, or more torchrun processes than GPUs.
+    """
     if name == "auto":
-        return (
-            torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-        )
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
-    if device.type == "cuda" and device.index is None:
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
         device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"process {local_rank} wants cuda:{device.index} but this machine has "
+            f"{torch.cuda.device_count()} GPU(s): start at most that many processes per node, "
+            "or pass --device cpu"
+        )
     return device
 
 
