@@ -15,6 +15,7 @@ round so that drifts of the machine hit both alike; each figure is a median.
 
     python benchmarks/head_overhead.py            # the figures in the README
     python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
+    python benchmarks/head_overhead.py --device cuda --out benchmarks/results/head_overhead_cuda.json
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def training_step(model, images, labels) -> Callable[[], None]:
     model.train()
     has_head = bool(deepnc.dnc_heads(model))
 
+    cuda = images.device.type == "cuda"
+
     def step() -> None:
         if has_head:
             with deepnc.training_targets(model, labels):
@@ -78,6 +81,8 @@ def training_step(model, images, labels) -> Callable[[], None]:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if cuda:
+            torch.cuda.synchronize()
 
     return step
 
@@ -100,10 +105,14 @@ def prefill(head: DNCHead) -> None:
     head.update(torch.randn(len(labels), head.in_features), labels)
 
 
-def step_ratio(what: str, softmax, images, labels, rounds: int, warmup: int) -> dict:
+def step_ratio(
+    what: str, softmax, images, labels, rounds: int, warmup: int, device: str = "cpu"
+) -> dict:
     """DNC / softmax time of a whole training step of ``softmax`` and its DNC twin."""
     dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
     prefill(head)
+    softmax, dnc = softmax.to(device), dnc.to(device)
+    images, labels = images.to(device), labels.to(device)
     steps = {
         "softmax": training_step(softmax, images, labels),
         "dnc": training_step(dnc, images, labels),
@@ -111,34 +120,36 @@ def step_ratio(what: str, softmax, images, labels, rounds: int, warmup: int) -> 
     return _ratio(what, interleaved_medians(steps, rounds=rounds, warmup=warmup))
 
 
-def small_step_ratio(rounds: int) -> dict:
+def small_step_ratio(rounds: int, device: str = "cpu") -> dict:
     torch.manual_seed(0)
     model = resnet20(num_classes=10, in_chans=1)
     images, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
     what = "ResNet-20, 1x28x28, batch 128, C=10, K=4, memory 64: training step"
-    return step_ratio(what, model, images, labels, rounds, warmup=2)
+    return step_ratio(what, model, images, labels, rounds, warmup=2, device=device)
 
 
-def imagenet_step_ratio(rounds: int) -> dict:
+def imagenet_step_ratio(rounds: int, device: str = "cpu", size: int = 64) -> dict:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(num_classes=1000)
-    images, labels = torch.randn(64, 3, 64, 64), torch.randint(0, 1000, (64,))
-    what = "ResNet-50, 3x64x64, batch 64, C=1000, K=4, memory 64: training step"
-    return step_ratio(what, model, images, labels, rounds, warmup=1)
+    images, labels = torch.randn(64, 3, size, size), torch.randint(0, 1000, (64,))
+    what = f"ResNet-50, 3x{size}x{size}, batch 64, C=1000, K=4, memory 64: training step"
+    return step_ratio(what, model, images, labels, rounds, warmup=1, device=device)
 
 
-def inference_ratio(rounds: int) -> dict:
+def inference_ratio(rounds: int, device: str = "cpu") -> dict:
     torch.manual_seed(0)
     softmax = resnet20(num_classes=10, in_chans=1).eval()
     dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
     prefill(head)
-    dnc.eval()
-    images = torch.randn(128, 1, 28, 28)
+    softmax, dnc = softmax.to(device), dnc.to(device).eval()
+    images = torch.randn(128, 1, 28, 28).to(device)
 
     def infer(model):
         def run():
             with torch.inference_mode():
                 model(images)
+            if images.device.type == "cuda":
+                torch.cuda.synchronize()
 
         return run
 
@@ -258,16 +269,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/head_overhead.json"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     rounds = 2 if args.quick else 15
+    device = args.device
+    cuda = device.startswith("cuda")
+    name = torch.cuda.get_device_name() if cuda else platform.machine()
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        "machine": f"{name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
-        "small_training_step": small_step_ratio(rounds),
-        "imagenet_head_training_step": imagenet_step_ratio(max(rounds // 2, 2)),
-        "dense_clustering_update": dense_clustering(max(rounds // 3, 2)),
-        "inference": inference_ratio(rounds * 2),
+        "small_training_step": small_step_ratio(rounds, device),
+        "imagenet_head_training_step": imagenet_step_ratio(max(rounds // 2, 2), device),
+        "dense_clustering_update": dense_clustering(max(rounds // 3, 2), device=device),
+        "inference": inference_ratio(rounds * 2, device),
     }
+    if cuda:  # an ImageNet-sized input only a GPU trains in reasonable time
+        results["imagenet_224_training_step"] = imagenet_step_ratio(rounds, device, size=224)
     print(results["machine"])
     rows = [
         row
