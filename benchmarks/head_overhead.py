@@ -15,7 +15,8 @@ round so that drifts of the machine hit both alike; each figure is a median.
 
     python benchmarks/head_overhead.py            # the figures in the README
     python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
-    python benchmarks/head_overhead.py --device cuda --out benchmarks/results/head_overhead_cuda.json
+    python benchmarks/head_overhead.py --device cuda \\
+        --out benchmarks/results/head_overhead_cuda.json
 """
 
 from __future__ import annotations
