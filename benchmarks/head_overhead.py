@@ -38,6 +38,7 @@ import torchvision
 
 import deepnc
 from deepnc import DNCHead
+from deepnc.engine.loop import main_and_aux
 from deepnc.models import resnet20
 from deepnc.reference import per_class_update
 
@@ -72,12 +73,12 @@ def training_step(model, images, labels) -> Callable[[], None]:
 
     cuda = images.device.type == "cuda"
 
-    def step() -> None:
+    def step() -> None:  # labels: (N,) classes, or (B, H, W) masks of a segmentation model
         if has_head:
             with deepnc.training_targets(model, labels):
-                logits = model(images)
+                logits, _ = main_and_aux(model(images))
         else:
-            logits = model(images)
+            logits, _ = main_and_aux(model(images))
         loss = F.cross_entropy(logits, labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,7 +119,7 @@ def step_ratio(
         "softmax": training_step(softmax, images, labels),
         "dnc": training_step(dnc, images, labels),
     }
-    return _ratio(what, interleaved_medians(steps, rounds=rounds, warmup=warmup))
+    return ratio_row(what, interleaved_medians(steps, rounds=rounds, warmup=warmup))
 
 
 def small_step_ratio(rounds: int, device: str = "cpu") -> dict:
@@ -157,7 +158,7 @@ def inference_ratio(rounds: int, device: str = "cpu") -> dict:
     medians = interleaved_medians(
         {"softmax": infer(softmax), "dnc": infer(dnc)}, rounds=rounds, warmup=3
     )
-    return _ratio("ResNet-20, 1x28x28, batch 128: inference latency", medians)
+    return ratio_row("ResNet-20, 1x28x28, batch 128: inference latency", medians)
 
 
 # ---------------------------------------------------------------- dense clustering
@@ -257,7 +258,22 @@ def dense_clustering(
     return rows
 
 
-def _ratio(what: str, medians: dict[str, float]) -> dict:
+def describe(row: dict, baseline: str = "softmax") -> str:
+    """One printed line for a ratio row or a clustering row."""
+    if "ratio" in row:
+        return (
+            f"{row['what']}: {baseline} {row['softmax_s'] * 1e3:.1f} ms, "
+            f"DNC {row['dnc_s'] * 1e3:.1f} ms, DNC / {baseline} = {row['ratio']:.3f}"
+        )
+    return (
+        f"{row['what']}: batched {row['batched_s'] * 1e3:.1f} ms "
+        f"(peak +{row['batched_peak_mib']:.0f} MiB), per-class loop "
+        f"{row['loop_s'] * 1e3:.1f} ms (peak +{row['loop_peak_mib']:.0f} MiB), "
+        f"speedup {row['speedup']:.1f}x"
+    )
+
+
+def ratio_row(what: str, medians: dict[str, float]) -> dict:
     return {
         "what": what,
         "softmax_s": medians["softmax"],
@@ -294,18 +310,7 @@ def main() -> None:
         for row in (value if isinstance(value, list) else [value])
     ]
     for row in rows:
-        if "ratio" in row:
-            print(
-                f"{row['what']}: softmax {row['softmax_s'] * 1e3:.1f} ms, "
-                f"DNC {row['dnc_s'] * 1e3:.1f} ms, DNC / softmax = {row['ratio']:.3f}"
-            )
-        else:
-            print(
-                f"{row['what']}: batched {row['batched_s'] * 1e3:.1f} ms "
-                f"(peak +{row['batched_peak_mib']:.0f} MiB), per-class loop "
-                f"{row['loop_s'] * 1e3:.1f} ms (peak +{row['loop_peak_mib']:.0f} MiB), "
-                f"speedup {row['speedup']:.1f}x"
-            )
+        print(describe(row))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from deepnc.compare import run_once
+from deepnc.compare import compare, run_folder
 from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
@@ -120,16 +120,12 @@ def main() -> int:
     full = load_dataset("fashion-mnist", augment=False)  # labels 0-9: 8 and 9 are the new ones
     start = time.time()
     results: dict[str, dict[int, list[dict]]] = {}
+    compare(base, arguments.seeds, arguments.out)  # trains, or reuses finished runs
     for seed in arguments.seeds:
-        models = {}
-        for head in ("dnc", "linear"):
-            options = base.head_options if head == "dnc" else {}
-            run_dir = Path(arguments.out) / f"{head}-seed{seed}"
-            config = dataclasses.replace(
-                base, head=head, head_options=options, seed=seed, out_dir=str(run_dir)
-            )
-            run_once(config)
-            models[head] = load_trained_model(run_dir)[0]
+        models = {
+            head: load_trained_model(run_folder(arguments.out, head, seed))[0]
+            for head in ("dnc", "linear")
+        }
         for head, model in models.items():
             test_features, test_labels = _features(model, full.test)
             known = test_labels < len(OLD)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from deepnc.compare import run_once
+from deepnc.compare import compare, run_folder
 from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
@@ -93,15 +93,9 @@ def main() -> int:
     base = dataclasses.replace(base, dataset_options={"classes": KNOWN})
     start = time.time()
     rows = {"dnc": [], "linear": []}
-    for seed in arguments.seeds:
-        for head in ("dnc", "linear"):
-            options = base.head_options if head == "dnc" else {}
-            run_dir = Path(arguments.out) / f"{head}-seed{seed}"
-            config = dataclasses.replace(
-                base, head=head, head_options=options, seed=seed, out_dir=str(run_dir)
-            )
-            run_once(config)
-            rows[head].append(evaluate_run(run_dir))
+    for run in compare(base, arguments.seeds, arguments.out):  # trains, or reuses finished runs
+        run_dir = run_folder(arguments.out, run["head"], run["seed"])
+        rows[run["head"]].append(evaluate_run(run_dir))
     table = [
         "| model | score | known top-1 (%) | AUROC near | FPR95 near | AUROC far | FPR95 far |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -28,15 +28,19 @@ import argparse
 import json
 import os
 import platform
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-import deepnc
 from deepnc.models.segmentation import create_segmentation_model
-from head_overhead import AllCorrectHead, dense_clustering, interleaved_medians
+from head_overhead import (
+    AllCorrectHead,
+    dense_clustering,
+    describe,
+    interleaved_medians,
+    ratio_row,
+    training_step,
+)
 
 MODELS = {
     "fcn_resnet20": {"decoder_channels": 64},
@@ -57,28 +61,6 @@ def _pair(name: str, num_classes: int, in_chans: int, options: dict, device: str
     return dnc.to(device), linear.to(device)
 
 
-def training_step(model, images, masks) -> Callable[[], None]:
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    model.train()
-    has_head = bool(deepnc.dnc_heads(model))
-    cuda = images.device.type == "cuda"
-
-    def step() -> None:
-        if has_head:
-            with deepnc.training_targets(model, masks):
-                logits = model(images)["out"]
-        else:
-            logits = model(images)["out"]
-        loss = F.cross_entropy(logits, masks)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if cuda:
-            torch.cuda.synchronize()
-
-    return step
-
-
 def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -> dict:
     dnc, linear = _pair(name, num_classes, shape[0], options, device)
     generator = torch.Generator().manual_seed(0)
@@ -89,13 +71,7 @@ def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -
         "dnc": training_step(dnc, images, masks),
     }
     medians = interleaved_medians(steps, rounds=rounds, warmup=3)
-    return {
-        "what": what,
-        "device": device,
-        "softmax_s": medians["softmax"],
-        "dnc_s": medians["dnc"],
-        "ratio": medians["dnc"] / medians["softmax"],
-    }
+    return {**ratio_row(what, medians), "device": device}
 
 
 def main() -> None:
@@ -147,18 +123,8 @@ def main() -> None:
             )
         )
     print(results["machine"])
-    for row in results["training_step"]:
-        print(
-            f"{row['what']}: 1x1 conv {row['softmax_s'] * 1e3:.1f} ms, "
-            f"DNC {row['dnc_s'] * 1e3:.1f} ms, DNC / 1x1 conv = {row['ratio']:.3f}"
-        )
-    for row in results["dense_clustering_update"]:
-        print(
-            f"{row['what']}: batched {row['batched_s'] * 1e3:.1f} ms "
-            f"(peak +{row['batched_peak_mib']:.0f} MiB), per-class loop "
-            f"{row['loop_s'] * 1e3:.1f} ms (peak +{row['loop_peak_mib']:.0f} MiB), "
-            f"speedup {row['speedup']:.1f}x"
-        )
+    for row in results["training_step"] + results["dense_clustering_update"]:
+        print(describe(row, baseline="1x1 conv"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -72,6 +72,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="exist already"):
         add_classes(head, torch.randn(2, 8), torch.tensor([0, 1]), names=["cat", "dog"],
                     class_names=["dog", "bird", "fish"])  # fmt: skip
+    with pytest.raises(ValueError, match="repeat a name"):
+        add_classes(head, torch.randn(2, 8), torch.tensor([0, 1]), names=["cat", "cat"])
     with pytest.raises(ValueError, match=r"\(N, 8\)"):
         add_classes(head, torch.randn(2, 7), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="NaN"):

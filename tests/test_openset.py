@@ -56,6 +56,6 @@ def test_predict_rejects_below_the_threshold():
     with pytest.raises(ValueError, match=r"must lie in \[-1.0, 1.0\]"):
         predict(model, images, reject_below=1.5)
     softmax = create_model("resnet20", num_classes=3, in_chans=1, head="linear")
-    with pytest.raises(ValueError, match="one DNC head, found 0"):
+    with pytest.raises(ValueError, match="score needs a DNC head"):
         predict(softmax, images, score="similarity")
     assert predict(softmax, images, reject_below=0.5, score="max_softmax")[0].shape == (6,)

@@ -234,3 +234,31 @@ def test_torchrun_trains_a_segmentation_model_on_two_cpu_processes(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and 0 < summary["test_miou"] <= 1
+
+
+class _Bias(nn.Module):
+    """Logits (0, ln 3) at every pixel: class 1 everywhere, with known losses."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([0.0, float(np.log(3.0))]))
+
+    def forward(self, images):
+        return {"out": self.bias.view(1, 2, 1, 1).expand(images.shape[0], 2, *images.shape[-2:])}
+
+
+def test_training_figures_leave_ignored_pixels_out():
+    from deepnc.engine.loop import train_one_epoch
+
+    masks = torch.ones(4, 2, 2, dtype=torch.long)
+    masks[:, 0, 0] = 0  # a quarter of the pixels is class 0 (wrong)
+    masks[:, 0, 1] = 255  # a quarter is ignored; the other half is class 1 (right)
+    loader = DataLoader(TensorDataset(torch.zeros(4, 1, 2, 2), masks), batch_size=2)
+    model = _Bias()
+    stats = train_one_epoch(
+        model, loader, torch.optim.SGD(model.parameters(), lr=0.0),
+        device=torch.device("cpu"), ignore_index=255,
+    )  # fmt: skip
+    assert stats.accuracy == pytest.approx(2 / 3) and stats.samples == 4 and stats.steps == 2
+    # cross-entropy: ln(4/3) for a class-1 pixel, ln(4) for a class-0 pixel
+    assert stats.loss == pytest.approx((2 * np.log(4 / 3) + np.log(4)) / 3)

@@ -61,3 +61,12 @@ def test_bad_input_is_explained():
         DNCClassifier(n_subcentroids=0).fit(X, [0, 1] * 3)
     with pytest.warns(UserWarning, match="fewer samples than n_subcentroids=4"):
         DNCClassifier().fit(X, [0, 1] * 3)
+
+
+def test_random_state_may_be_an_int_or_a_generator():
+    X, y = load_digits(return_X_y=True)
+    first = DNCClassifier(random_state=3).fit(X[:500], y[:500]).subcentroids_
+    again = DNCClassifier(random_state=3).fit(X[:500], y[:500]).subcentroids_
+    np.testing.assert_array_equal(first, again)
+    other = DNCClassifier(random_state=np.random.RandomState(3)).fit(X[:500], y[:500])
+    assert other.subcentroids_.shape == first.shape

@@ -19,10 +19,22 @@ from typing import Any
 from deepnc.config import INCIDENTAL_KEYS, TrainConfig
 from deepnc.engine.trainer import CHECKPOINT_NAME, primary_metric, train
 
-__all__ = ["compare", "comparison_markdown", "comparison_rows", "find_finished_run", "run_once"]
+__all__ = [
+    "compare",
+    "comparison_markdown",
+    "comparison_rows",
+    "find_finished_run",
+    "run_folder",
+    "run_once",
+]
 
 
 log = logging.getLogger("deepnc")
+
+
+def run_folder(out_dir: str | Path, head: str, seed: int) -> Path:
+    """Where :func:`compare` keeps the run of ``head`` with ``seed``."""
+    return Path(out_dir) / f"{head}-seed{seed}"
 
 
 def compare(
@@ -44,7 +56,7 @@ def compare(
     summaries = []
     for seed in seeds:
         for head in heads:
-            run_dir = out_dir / f"{head}-seed{seed}"
+            run_dir = run_folder(out_dir, head, seed)
             options = config.head_options if head == "dnc" else {}
             run = dataclasses.replace(
                 config, head=head, seed=seed, out_dir=str(run_dir), head_options=options

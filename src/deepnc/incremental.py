@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from deepnc.head import DNCHead
 from deepnc.subcentroids import SubCentroidBank
+from deepnc.targets import single_dnc_head
 
 __all__ = ["add_classes", "head_inputs", "remove_classes"]
 
@@ -61,10 +62,7 @@ def head_inputs(
         ValueError: no ``layer`` given and the model has no DNC head, or several.
     """
     if layer is None:
-        heads = [m for m in model.modules() if isinstance(m, DNCHead)]
-        if len(heads) != 1:
-            raise ValueError(f"head_inputs needs a model with one DNC head, found {len(heads)}")
-        layer = heads[0]
+        layer = single_dnc_head(model, "head_inputs (without layer=) needs")
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(
         lambda module, args: captured.append(args[0].detach().float().cpu())
@@ -131,9 +129,9 @@ def add_classes(
     if names is not None:
         if len(names) != new:
             raise ValueError(f"{len(names)} names for {new} new classes")
-        clash = sorted(set(names) & set(class_names or ())) or sorted(
-            {n for n in names if list(names).count(n) > 1}
-        )
+        if len(set(names)) != len(names):
+            raise ValueError(f"the new names {list(names)} repeat a name")
+        clash = sorted(set(names) & set(class_names or ()))
         if clash:
             raise ValueError(f"class name(s) {clash} exist already; choose new names")
     k = num_subcentroids or head.num_subcentroids

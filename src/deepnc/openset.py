@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
-from deepnc.head import DNCHead
+from deepnc.targets import single_dnc_head
 
 __all__ = [
     "REJECT",
@@ -108,12 +108,7 @@ def predict(
     """
     tau = None
     if score in ("similarity", "margin"):
-        heads = [m for m in model.modules() if isinstance(m, DNCHead)]
-        if len(heads) != 1:
-            raise ValueError(
-                f"the {score!r} score needs a model with one DNC head, found {len(heads)}"
-            )
-        tau = heads[0].tau
+        tau = single_dnc_head(model, f"the {score!r} score needs").tau
     if reject_below is not None:
         check_threshold(reject_below, score)
     model.eval()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -162,11 +163,7 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
             self.scale_ = np.ones(X.shape[1])
 
     def _new_bank(self, momentum: float) -> SubCentroidBank:
-        seed = (
-            np.random.RandomState(self.random_state).randint(0, 2**31 - 1)
-            if not isinstance(self.random_state, int)
-            else self.random_state
-        )
+        seed = check_random_state(self.random_state).randint(2**31 - 1)  # None, int or RandomState
         return SubCentroidBank(
             len(self.classes_), self.n_subcentroids, self.n_features_in_, momentum=momentum,
             sinkhorn_eps=self.sinkhorn_eps, sinkhorn_iterations=self.sinkhorn_iterations,

@@ -15,12 +15,30 @@ from torch import nn
 
 from deepnc.head import DNCHead
 
-__all__ = ["dnc_heads", "training_targets"]
+__all__ = ["dnc_heads", "single_dnc_head", "training_targets"]
 
 
 def dnc_heads(model: nn.Module) -> list[DNCHead]:
     """Every :class:`DNCHead` inside ``model`` (DDP and other wrappers included)."""
     return [module for module in model.modules() if isinstance(module, DNCHead)]
+
+
+def single_dnc_head(model: nn.Module, purpose: str = "this") -> DNCHead:
+    """The one :class:`DNCHead` of ``model``.
+
+    Raises:
+        ValueError: none (a softmax model) or several; the message starts with ``purpose``
+            (``"explanations need"``, ``"the 'similarity' score needs"``, ...).
+    """
+    heads = dnc_heads(model)
+    if not heads:
+        raise ValueError(
+            f"{purpose} a DNC head: this model ends in a softmax classifier "
+            "(train it with head: dnc)"
+        )
+    if len(heads) > 1:
+        raise ValueError(f"{purpose} a single DNC head, found {len(heads)}")
+    return heads[0]
 
 
 @contextmanager

@@ -144,7 +144,10 @@ def train_one_epoch(
     """
     model.train()
     uses_dnc = bool(dnc_heads(model))
-    loss_sum = correct = counted = samples = steps = 0
+    criterion = dict(ignore_index=ignore_index, label_smoothing=label_smoothing)
+    # (loss x labelled, correct, labelled) summed on the device: no extra wait per step
+    tally = torch.zeros(3, dtype=torch.float64, device=device)
+    samples = steps = 0
     compute = 0.0
     start = time.perf_counter()
     bar = tqdm(
@@ -162,7 +165,6 @@ def train_one_epoch(
         context = training_targets(model, labels) if uses_dnc else contextlib.nullcontext()
         with context, autocast(device, amp, amp_dtype):
             logits, aux = main_and_aux(model(images))
-        criterion = dict(ignore_index=ignore_index, label_smoothing=label_smoothing)
         loss = F.cross_entropy(logits.float(), labels, **criterion)
         if aux is not None and aux_weight:
             loss = loss + aux_weight * F.cross_entropy(aux.float(), labels, **criterion)
@@ -189,20 +191,20 @@ def train_one_epoch(
         _synchronise(device)
         compute += time.perf_counter() - step_start
         valid = labels != ignore_index
-        labelled = int(valid.sum())
-        loss_sum += loss_value * labelled
-        correct += int(((logits.argmax(1) == labels) & valid).sum())
-        counted += labelled
+        labelled = valid.sum()
+        hits = ((logits.argmax(1) == labels) & valid).sum()
+        tally += torch.stack([loss.detach().double() * labelled, hits, labelled]).double()
         samples += images.shape[0]
         steps += 1
-        if progress:
+        if not bar.disable:  # a progress bar on a terminal: worth one more wait
+            loss_sum, correct, counted = tally.tolist()
             rate = samples / (time.perf_counter() - start)
             bar.set_postfix(
                 loss=f"{loss_sum / max(1, counted):.3f}",
                 acc=f"{correct / max(1, counted):.3f}",
                 img_s=f"{rate:.0f}",
             )
-    totals = sum_over_processes([loss_sum, correct, counted, samples], device)
+    totals = sum_over_processes([*tally.tolist(), samples], device)
     loss_sum, correct, counted, samples = totals
     return EpochStats(
         loss=loss_sum / max(1, counted),

@@ -80,25 +80,19 @@ def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
     head_options = dict(config.head_options)
     if config.head == "dnc":
         head_options.setdefault("seed", config.seed)
+    builder = create_model  # config.validate() allows model_options for segmentation only
     if config.task == "segmentation":
+        builder = create_segmentation_model
         if config.head == "dnc" and data.get("ignore_index") is not None:
             head_options.setdefault("ignore_index", data["ignore_index"])
-        return create_segmentation_model(
-            config.model,
-            num_classes=data["num_classes"],
-            head=config.head,
-            in_chans=data["in_channels"],
-            pretrained=config.pretrained,
-            head_options=head_options or None,
-            **config.model_options,
-        )
-    return create_model(
+    return builder(
         config.model,
         num_classes=data["num_classes"],
         head=config.head,
         in_chans=data["in_channels"],
         pretrained=config.pretrained,
         head_options=head_options or None,
+        **config.model_options,
     )
 
 

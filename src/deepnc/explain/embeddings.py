@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from deepnc.head import DNCHead
-from deepnc.targets import dnc_heads
+from deepnc.targets import single_dnc_head
 
 __all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head"]
 
@@ -45,15 +45,7 @@ def find_dnc_head(model: nn.Module) -> DNCHead:
     Raises:
         ValueError: the model has no DNC head (a softmax model) or several.
     """
-    heads = dnc_heads(model)
-    if not heads:
-        raise ValueError(
-            "explanations need a DNC head: this model ends in a softmax classifier "
-            "(train it with head: dnc)"
-        )
-    if len(heads) > 1:
-        raise ValueError(f"explanations need a single DNC head, found {len(heads)}")
-    return heads[0]
+    return single_dnc_head(model, "explanations need")
 
 
 @torch.no_grad()
