@@ -1,50 +1,72 @@
-"""Why DNC trails or leads softmax on the short Fashion-MNIST recipe: one variant per row, 3 seeds.
+"""Ablations of DNC on Fashion-MNIST: one change per row, against the paper's settings, 3 seeds.
 
 Every variant trains the recipe of ``configs/fashion-mnist_resnet20.yaml`` (ResNet-20,
-4 epochs, SGD, cosine) with one change, under seeds 0, 1, 2. Each head gets the same
-tuning budget: one variant besides its default.
+SGD, cosine) with one change, under each seed:
 
-- DNC as the paper sets it (momentum 0.999 from the first update);
-- DNC with a momentum warm-up (the n-th update of a class uses min(0.999, (1+n)/(10+n)));
-- softmax as is; softmax with label smoothing 0.1.
+- K, the sub-centroids per class, in {1, 2, 4, 8};
+- the assignment: balanced Sinkhorn (the method), plain nearest sub-centroid, or
+  uniformly random (what the official code's clustering amounts to, METHOD.md section 5);
+- the momentum in {0.9, 0.99, 0.999}; a momentum warm-up;
+- the memory length per class in {0 (the batch alone), 64, 256};
+- tau in {0.05, 0.1, 0.2};
+- softmax as is, and with label smoothing 0.1 (the same tuning budget as the warm-up).
 
-For DNC variants the script also measures how close the sub-centroids are to real
-training features (mean cosine between each sub-centroid and its nearest training
-image of its class: 1 means a sub-centroid sits on real data) and how alike the
-sub-centroids of a class are (mean pairwise cosine). Finished runs anywhere under
-``runs/`` with an identical recipe are reused.
+For every DNC variant it also measures whether the sub-centroids of a class collapse:
+their mean pairwise cosine (1 = all K identical), the smallest share of a class's
+assignments that any sub-centroid received (1/K when balanced, 0 when unused), and how
+close the sub-centroids are to real training features (mean cosine to the nearest
+training image of the class). Finished runs anywhere under ``runs/`` with an identical
+recipe are reused.
 
     python benchmarks/fashion_mnist_ablation.py
     python benchmarks/fashion_mnist_ablation.py --seeds 0 --epochs 1 --train_subset 2000   # quick
 
-Writes ``benchmarks/results/fashion_mnist_ablation.{json,md}``.
+Writes ``benchmarks/results/full/fashion_mnist_ablation.{json,md}`` (``--results``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
+import re
 import statistics
 import sys
 from pathlib import Path
 
-import torch
-
+from common import FULL_RESULTS, ROOT, command_line, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain import embed_dataset, find_dnc_head, snap_subcentroids, subcentroid_similarity
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"num_subcentroids": 4, "tau": 0.1, "momentum": 0.999, "memory_size": 64}
+
+
+def _dnc(group: str, **change) -> dict:
+    return {"group": group, "head": "dnc", "head_options": {**PAPER, **change}}
+
+
+# name -> (group, config changes); the paper's settings are the reference of every group
 VARIANTS = {
-    "DNC, momentum 0.999 from the start (paper)": {"head": "dnc", "head_options": PAPER},
-    "DNC, momentum warm-up W=10": {"head": "dnc", "head_options": {**PAPER, "momentum_warmup": 10}},
-    "softmax": {"head": "linear", "head_options": {}},
-    "softmax, label smoothing 0.1": {"head": "linear", "head_options": {}, "label_smoothing": 0.1},
-}
+    "DNC, paper settings (K=4, Sinkhorn, momentum 0.999, memory 64, tau 0.1)": _dnc("paper"),
+    "K=1": _dnc("K", num_subcentroids=1),
+    "K=2": _dnc("K", num_subcentroids=2),
+    "K=8": _dnc("K", num_subcentroids=8),
+    "nearest assignment": _dnc("assignment", assignment="nearest"),
+    "random assignment (the official code)": _dnc("assignment", assignment="random"),
+    "momentum 0.9": _dnc("momentum", momentum=0.9),
+    "momentum 0.99": _dnc("momentum", momentum=0.99),
+    "momentum warm-up W=10": _dnc("momentum", momentum_warmup=10),
+    "memory 0 (the batch alone)": _dnc("memory", memory_size=0),
+    "memory 256": _dnc("memory", memory_size=256),
+    "tau 0.05": _dnc("tau", tau=0.05),
+    "tau 0.2": _dnc("tau", tau=0.2),
+    "softmax": {"group": "softmax", "head": "linear", "head_options": {}},
+    "softmax, label smoothing 0.1": {
+        "group": "softmax", "head": "linear", "head_options": {}, "label_smoothing": 0.1,
+    },
+}  # fmt: skip
 
 
 def subcentroid_fit(run_dir: Path) -> dict[str, float]:
@@ -55,28 +77,30 @@ def subcentroid_fit(run_dir: Path) -> dict[str, float]:
     train = embed_dataset(model, data.train, batch_size=512)
     subcentroids = head.subcentroids.detach().cpu()
     nearest = snap_subcentroids(subcentroids, train.features, train.labels, distinct=False)
+    occupancy = head.bank.diagnostics().occupancy  # (C, K) share of each class's samples
     return {
         "nearest_training_cosine": float(nearest.similarity.nanmean()),
         "pairwise_cosine": float(subcentroid_similarity(subcentroids).nanmean()),
+        "smallest_share": float(occupancy.nan_to_num(0).min(dim=1).values.mean()),
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "runs/bench_fashion_mnist_ablation"))
-    parser.add_argument(
-        "--results", default=str(ROOT / "benchmarks/results/fashion_mnist_ablation")
-    )
-    arguments, overrides = parser.parse_known_args()
+    parser.add_argument("--results", default=str(FULL_RESULTS / "fashion_mnist_ablation"))
+    arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(arguments.config, [*overrides, "--progress", "false"])
     rows = []
-    for number, (name, change) in enumerate(VARIANTS.items()):
+    for name, change in VARIANTS.items():
         runs = []
+        slug = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")[:32]
+        group, change = change["group"], {k: v for k, v in change.items() if k != "group"}
         for seed in arguments.seeds:
-            run_dir = Path(arguments.out) / f"variant{number}-seed{seed}"
+            run_dir = Path(arguments.out) / f"{slug}-seed{seed}"
             config = dataclasses.replace(base, seed=seed, out_dir=str(run_dir), **change)
             summary = run_once(config, reuse_from=[ROOT / "runs"])
             if change["head"] == "dnc":
@@ -85,6 +109,7 @@ def main() -> int:
         top1 = [100 * run["test_top1"] for run in runs]
         row = {
             "variant": name,
+            "group": group,
             "change": change,
             "seeds": arguments.seeds,
             "top1": top1,
@@ -92,36 +117,30 @@ def main() -> int:
             "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
             "step_seconds": statistics.mean(run["step_seconds"] for run in runs),
         }
-        for key in ("nearest_training_cosine", "pairwise_cosine"):
+        for key in ("nearest_training_cosine", "pairwise_cosine", "smallest_share"):
             if key in runs[0]:
                 row[key] = statistics.mean(run[key] for run in runs)
         rows.append(row)
-    command = " ".join(["python", "benchmarks/fashion_mnist_ablation.py", *sys.argv[1:]])
+    command = command_line("fashion_mnist_ablation.py", argv)
     lines = [
         f"`{command}`",
         "",
-        "| variant | top-1 (%) mean ± std | per seed | sub-centroid to nearest training "
-        "image (cos) | between sub-centroids of a class (cos) |",
-        "| --- | --- | --- | --- | --- |",
+        "| variant | top-1 (%) mean ± std | per seed | between sub-centroids of a class "
+        "(cos) | smallest share | sub-centroid to nearest training image (cos) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        near = f"{row['nearest_training_cosine']:.3f}" if "nearest_training_cosine" in row else "-"
-        pair = f"{row['pairwise_cosine']:.3f}" if "pairwise_cosine" in row else "-"
+        cells = [
+            f"{row[key]:.3f}" if row.get(key) == row.get(key) and key in row else "-"
+            for key in ("pairwise_cosine", "smallest_share", "nearest_training_cosine")
+        ]  # NaN (K = 1 has no pairs) and softmax rows show "-"
         lines.append(
             f"| {row['variant']} | {row['top1_mean']:.2f} ± {row['top1_std']:.2f} "
-            f"| {', '.join(f'{v:.2f}' for v in row['top1'])} | {near} | {pair} |"
+            f"| {', '.join(f'{v:.2f}' for v in row['top1'])} | " + " | ".join(cells) + " |"
         )
     table = "\n".join(lines) + "\n"
-    results = Path(arguments.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "command": command,
-        "recipe": base.to_dict(),
-        "rows": rows,
-        "torch": torch.__version__,
-    }
-    results.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    results.with_suffix(".md").write_text(table)
+    report = {"command": command, "recipe": base.to_dict(), "rows": rows}
+    write_results(arguments.results, report, table)
     print(table)
     return 0
 

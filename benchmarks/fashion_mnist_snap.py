@@ -9,14 +9,13 @@ occupancy before and after, and the time to embed and snap the full training set
     python benchmarks/fashion_mnist_snap.py
     python benchmarks/fashion_mnist_snap.py --seeds 0 --epochs 1 --train_subset 2000   # quick
 
-Writes ``benchmarks/results/fashion_mnist_snap.{json,md}``.
+Writes ``benchmarks/results/full/fashion_mnist_snap.{json,md}`` (``--results``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import statistics
 import sys
@@ -24,11 +23,10 @@ from pathlib import Path
 
 import torch
 
+from common import FULL_RESULTS, ROOT, command_line, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.explain.workflow import snap_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def occupancy_summary(occupancy: torch.Tensor) -> dict[str, float]:
@@ -36,13 +34,13 @@ def occupancy_summary(occupancy: torch.Tensor) -> dict[str, float]:
     return {"min_share": float(share.min()), "max_share": float(share.max())}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "runs/bench_fashion_mnist_snap"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/fashion_mnist_snap"))
-    arguments, overrides = parser.parse_known_args()
+    parser.add_argument("--results", default=str(FULL_RESULTS / "fashion_mnist_snap"))
+    arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(arguments.config, [*overrides, "--progress", "false", "--head", "dnc"])
     rows = []
@@ -70,7 +68,7 @@ def main() -> int:
                 "total_seconds": report.total_seconds,
             }
         )
-    command = " ".join(["python", "benchmarks/fashion_mnist_snap.py", *sys.argv[1:]])
+    command = command_line("fashion_mnist_snap.py", argv)
     lines = [
         f"`{command}`",
         "",
@@ -91,16 +89,13 @@ def main() -> int:
     mean_drop = statistics.mean(row["drop"] for row in rows)
     lines.append(f"\nMean drop: {mean_drop:.2f} points (target <= 0.5).")
     table = "\n".join(lines) + "\n"
-    results = Path(arguments.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
     report_json = {
         "command": command,
         "recipe": base.to_dict(),
         "rows": rows,
         "mean_drop": mean_drop,
     }
-    results.with_suffix(".json").write_text(json.dumps(report_json, indent=2))
-    results.with_suffix(".md").write_text(table)
+    write_results(arguments.results, report_json, table)
     print(table)
     return 0
 

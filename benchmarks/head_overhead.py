@@ -1,6 +1,6 @@
 """What the DNC head costs against the softmax head it replaces, measured in one run.
 
-Prints, and writes as JSON (``--out``):
+Prints, and writes as JSON (``--results``, default ``benchmarks/results/full/``):
 
 1. the whole training step (forward, backward, SGD, sub-centroid update) of a
    CIFAR-style ResNet-20 on 1x28x28 inputs, batch 128, C = 10: DNC / softmax time;
@@ -16,18 +16,18 @@ round so that drifts of the machine hit both alike; each figure is a median.
     python benchmarks/head_overhead.py            # the figures in the README
     python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
     python benchmarks/head_overhead.py --device cuda \\
-        --out benchmarks/results/head_overhead_cuda.json
+        --results benchmarks/results/full/head_overhead_cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import multiprocessing
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 import torchvision
 
 import deepnc
+from common import FULL_RESULTS, command_line, write_results
 from deepnc import DNCHead
 from deepnc.engine.loop import main_and_aux
 from deepnc.models import resnet20
@@ -282,18 +283,20 @@ def ratio_row(what: str, medians: dict[str, float]) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/head_overhead.json"))
+    parser.add_argument("--quick", action="store_true", help="2 rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per figure")
+    parser.add_argument("--results", type=Path, default=FULL_RESULTS / "head_overhead")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    rounds = 2 if args.quick else 15
+    args = parser.parse_args(argv)
+    rounds = 2 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
     name = torch.cuda.get_device_name() if cuda else platform.machine()
     results = {
-        "machine": f"{name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        "command": command_line("head_overhead.py", argv),
+        "device": f"{name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "small_training_step": small_step_ratio(rounds, device),
         "imagenet_head_training_step": imagenet_step_ratio(max(rounds // 2, 2), device),
@@ -302,18 +305,18 @@ def main() -> None:
     }
     if cuda:  # an ImageNet-sized input only a GPU trains in reasonable time
         results["imagenet_224_training_step"] = imagenet_step_ratio(rounds, device, size=224)
-    print(results["machine"])
+    print(results["device"])
     rows = [
         row
         for key, value in results.items()
-        if key != "machine"
+        if key not in ("command", "device")
         for row in (value if isinstance(value, list) else [value])
     ]
     for row in rows:
         print(describe(row))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.results.with_suffix(""), results)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,7 +16,7 @@ Accuracy on old classes (test images of 0-7), on new classes (8-9) and on all.
     python benchmarks/new_classes.py                                   # the committed figures
     python benchmarks/new_classes.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
 
-Writes ``benchmarks/results/new_classes.{json,md}``.
+Writes ``benchmarks/results/full/new_classes.{json,md}`` (``--results``).
 """
 
 from __future__ import annotations
@@ -24,27 +24,25 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import logging
 import math
 import statistics
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from common import FULL_RESULTS, ROOT, command_line, write_results
 from deepnc.compare import compare, run_folder
 from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
 from deepnc.incremental import add_classes, head_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
 OLD, NEW = list(range(8)), [8, 9]
 SHOTS = (5, 10, 50)
 FINE_TUNE_STEPS, FINE_TUNE_LR = 100, 0.1
@@ -105,12 +103,12 @@ def softmax_fine_tune(model, full, test_features, test_labels, shots, seed, repl
         return _accuracy(fc(test_features).argmax(1), test_labels)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "runs/bench_new_classes"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/new_classes"))
-    arguments, overrides = parser.parse_known_args()
+    parser.add_argument("--results", default=str(FULL_RESULTS / "new_classes"))
+    arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(
         ROOT / "configs/fashion-mnist_resnet20.yaml",
@@ -170,7 +168,7 @@ def main() -> int:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f}")
             table.append(f"| {method} | {shots or '-'} | " + " | ".join(cells) + " |")
-    command = " ".join(["python", "benchmarks/new_classes.py", *sys.argv[1:]])
+    command = command_line("new_classes.py", argv)
     text = (
         f"`{command}`\n\nResNet-20 trained on Fashion-MNIST classes 0-7 ({base.train_subset} "
         f"images, {base.epochs} epochs), seeds {arguments.seeds}; classes 8 and 9 added "
@@ -184,10 +182,7 @@ def main() -> int:
         "fine_tune": {"steps": FINE_TUNE_STEPS, "lr": FINE_TUNE_LR},
         "wall_seconds": time.time() - start,
     }
-    path = Path(arguments.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    path.with_suffix(".md").write_text(text)
+    write_results(arguments.results, report, text)
     print(text)
     return 0
 

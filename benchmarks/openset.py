@@ -12,14 +12,13 @@ threshold that keeps 95% of the known ones).
     python benchmarks/openset.py                                   # the committed figures
     python benchmarks/openset.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
 
-Writes ``benchmarks/results/openset.{json,md}``.
+Writes ``benchmarks/results/full/openset.{json,md}`` (``--results``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import statistics
 import sys
@@ -29,13 +28,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from common import FULL_RESULTS, ROOT, command_line, write_results
 from deepnc.compare import compare, run_folder
 from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
 from deepnc.openset import confidence_scores, ood_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 KNOWN, UNKNOWN = [0, 1, 2, 3, 4, 5], [6, 7, 8, 9]
 SCORES = {"dnc": ("similarity", "margin"), "linear": ("max_softmax", "max_logit")}
 
@@ -79,12 +78,12 @@ def evaluate_run(run_dir: Path) -> dict:
     return row
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "runs/bench_openset"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/openset"))
-    arguments, overrides = parser.parse_known_args()
+    parser.add_argument("--results", default=str(FULL_RESULTS / "openset"))
+    arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(
         ROOT / "configs/fashion-mnist_resnet20.yaml",
@@ -116,7 +115,7 @@ def main() -> int:
                 + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in cells.values())
                 + " |"
             )
-    command = " ".join(["python", "benchmarks/openset.py", *sys.argv[1:]])
+    command = command_line("openset.py", argv)
     text = (
         f"`{command}`\n\nResNet-20 trained on Fashion-MNIST classes 0-5 ({base.train_subset} "
         f"images, {base.epochs} epochs), seeds {arguments.seeds}; known: the 6,000 test "
@@ -132,10 +131,7 @@ def main() -> int:
         "summary": summary,
         "wall_seconds": time.time() - start,
     }
-    results = Path(arguments.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    results.with_suffix(".md").write_text(text)
+    write_results(arguments.results, report, text)
     print(text)
     return 0
 

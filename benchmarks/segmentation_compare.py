@@ -7,7 +7,7 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
 2. ``transfer``: the FCN DNC model started from scratch, from the DNC Fashion-MNIST
    classifier, and from the softmax classifier of the same recipe
    (``configs/fashion-mnist_resnet20.yaml``, seed 0; finished runs under ``runs/`` are
-   reused, so the classifiers of ``fashion_mnist_compare.py`` are not trained again).
+   reused, so the classifiers of ``classification.py`` are not trained again).
 
 Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
@@ -16,28 +16,24 @@ are reused, so an interrupted benchmark continues where it stopped.
     python benchmarks/segmentation_compare.py --seeds 0 --epochs 1 \\
         --classifier-overrides="--epochs 1 --train_subset 2000"        # a quick look
 
-Writes ``benchmarks/results/segmentation_compare.{json,md}`` (``--results`` to change).
+Writes ``benchmarks/results/full/segmentation_compare.{json,md}`` (``--results`` to change).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import platform
 import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
+from common import FULL_RESULTS, ROOT, command_line, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
 from deepnc.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 DECODERS = ("fcn", "deeplabv3")
 
 
@@ -117,22 +113,22 @@ def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[
     return {"rows": rows}, "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=("compare", "transfer"),
                         default=["compare", "transfer"])  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(ROOT / "runs/bench_segmentation"))
-    parser.add_argument("--results", default=str(ROOT / "benchmarks/results/segmentation_compare"))
+    parser.add_argument("--results", default=str(FULL_RESULTS / "segmentation_compare"))
     parser.add_argument(
         "--classifier-overrides", default="",
         help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',
     )  # fmt: skip
-    arguments, overrides = parser.parse_known_args()
+    arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(arguments.out)
     start = time.time()
-    command = " ".join(["python", "benchmarks/segmentation_compare.py", *sys.argv[1:]])
+    command = command_line("segmentation_compare.py", argv)
     report = {"command": command, "seeds": arguments.seeds, "overrides": overrides}
     sections = [f"`{command}`\n"]
     if "compare" in arguments.parts:
@@ -151,15 +147,7 @@ def main() -> int:
         )
         sections += ["## Transfer of a classification backbone\n", text]
     report["wall_seconds"] = time.time() - start
-    report["machine"] = {
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-    results = Path(arguments.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    results.with_suffix(".md").write_text("\n".join(sections))
+    write_results(arguments.results, report, "\n".join(sections))
     print("\n".join(sections))
     return 0
 

@@ -1,6 +1,6 @@
 """What the DNC pixel head costs against the 1x1-conv softmax head, measured in one run.
 
-Prints, and writes as JSON (``--out``):
+Prints, and writes as JSON (``--results``, default ``benchmarks/results/full/``):
 
 1. the whole training step (forward, backward, SGD, pixel clustering) of FCN and
    DeepLabV3 over a CIFAR-style ResNet-20 (the models of
@@ -19,19 +19,20 @@ figure is a median.
     python benchmarks/segmentation_overhead.py             # the committed figures (CPU)
     python benchmarks/segmentation_overhead.py --quick     # seconds: checks that it runs
     python benchmarks/segmentation_overhead.py --device cuda \\
-        --out benchmarks/results/segmentation_overhead_cuda.json
+        --results benchmarks/results/full/segmentation_overhead_cuda
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
+from common import FULL_RESULTS, command_line, write_results
 from deepnc.models.segmentation import create_segmentation_model
 from head_overhead import (
     AllCorrectHead,
@@ -74,20 +75,20 @@ def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -
     return {**ratio_row(what, medians), "device": device}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="3 rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=21, help="timed rounds per figure")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results/segmentation_overhead.json")
-    )
-    args = parser.parse_args()
-    rounds = 3 if args.quick else 21
+    parser.add_argument("--results", type=Path, default=FULL_RESULTS / "segmentation_overhead")
+    args = parser.parse_args(argv)
+    rounds = 3 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
     name_of = torch.cuda.get_device_name if cuda else (lambda: platform.machine())
     results = {
-        "machine": f"{name_of()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        "command": command_line("segmentation_overhead.py", argv),
+        "device": f"{name_of()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "training_step": [
             step_ratio(
@@ -122,12 +123,12 @@ def main() -> None:
                 device,
             )
         )
-    print(results["machine"])
+    print(results["device"])
     for row in results["training_step"] + results["dense_clustering_update"]:
         print(describe(row, baseline="1x1 conv"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.results.with_suffix(""), results)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,17 +13,17 @@ LogisticRegression, all on standardised features. Accuracy, fit and predict time
 (median of 3, 2 CPU cores).
 
     python benchmarks/sklearn_compare.py
+    python benchmarks/sklearn_compare.py --train-size 2000 --test-size 1000
 
-Writes ``benchmarks/results/sklearn_compare.{json,md}``.
+Writes ``benchmarks/results/full/sklearn_compare.{json,md}`` (``--results``).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +34,10 @@ from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from common import FULL_RESULTS, command_line, write_results
 from deepnc.data import load_dataset, take_subset
 from deepnc.models.efficientnet_lite import efficientnet_lite0
 from deepnc.sklearn import DNCClassifier
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def classifiers() -> dict:
@@ -94,13 +93,22 @@ def measure(classifier, train_x, test_x, train_y, test_y, repeats: int = 3) -> d
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-size", type=int, default=6000, help="Fashion-MNIST images")
+    parser.add_argument("--test-size", type=int, default=2000)
+    parser.add_argument("--results", default=str(FULL_RESULTS / "sklearn_compare"))
+    arguments = parser.parse_args(argv)
     torch.manual_seed(0)
+    train_size, test_size = arguments.train_size, arguments.test_size
     sets = {
         "digits pixels (1,437 train / 360 test, 64-d)": digits_features(),
-        "Fashion-MNIST, EfficientNet-Lite0 features (6,000 / 2,000, 1280-d)": lite0_features(),
+        f"Fashion-MNIST, EfficientNet-Lite0 features ({train_size:,} / {test_size:,}, 1280-d)": (
+            lite0_features(train_size, test_size)
+        ),
     }
-    report, lines = {}, ["`python benchmarks/sklearn_compare.py`", ""]
+    command = command_line("sklearn_compare.py", argv)
+    report, lines = {}, [f"`{command}`", ""]
     for name, (train_x, test_x, train_y, test_y) in sets.items():
         lines += [f"### {name}", "", "| classifier | accuracy (%) | fit (s) | predict (s) |"]
         lines.append("| --- | --- | --- | --- |")
@@ -113,9 +121,7 @@ def main() -> int:
                 f"| {row['predict_s']:.4f} |"
             )
         lines.append("")
-    path = ROOT / "benchmarks/results/sklearn_compare"
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    path.with_suffix(".md").write_text("\n".join(lines))
+    write_results(arguments.results, {"command": command, "sets": report}, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -79,6 +79,17 @@ def test_subset_is_balanced_and_seeded():
     assert take_subset(data.test, 10_000, 0) is data.test
 
 
+def test_test_subset_is_balanced_and_the_same_for_every_seed():
+    data = load_dataset("digits", test_subset=50, seed=3)
+    counts = dataset_labels(data.test).bincount()
+    assert len(data.test) == 50 and counts.max() - counts.min() <= 1
+    assert data.test.indices == load_dataset("digits", test_subset=50, seed=4).test.indices
+    assert len(data.train) == 1437  # the train split is untouched
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="test_subset must be a positive"):
+            load_dataset("digits", test_subset=bad)
+
+
 def test_augmentation_crops_and_flips_but_keeps_shape():
     images = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4).repeat(50, 1, 1, 1)
     plain = ImageTensorDataset(images, torch.zeros(50), mean=(0.0,), std=(1.0,))

@@ -54,6 +54,7 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None
     train_subset: int | None = None
+    test_subset: int | None = None
     augment: bool = True
     # The network
     model: str = "resnet20"

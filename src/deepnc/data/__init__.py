@@ -73,6 +73,7 @@ def load_dataset(
     image_size: int | None = None,
     augment: bool = True,
     train_subset: int | None = None,
+    test_subset: int | None = None,
     seed: int = 0,
     **options,
 ) -> DatasetSplits:
@@ -87,6 +88,8 @@ def load_dataset(
         augment: random crops and flips on the train split.
         train_subset: keep a subset of this many training images (class-balanced for
             classification, uniformly drawn for segmentation).
+        test_subset: keep a subset of this many test images, drawn the same way but
+            always with seed 0, so runs of every seed are scored on the same images.
         seed: seed of the subset (and of an imagefolder's split).
         **options: dataset-specific keywords (``channels`` for imagefolder,
             ``num_classes`` / ``train_size`` / ``test_size`` for fake, ``num_classes`` /
@@ -116,13 +119,13 @@ def load_dataset(
     splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
     if classes is not None:
         splits = select_classes(splits, classes)
-    if train_subset is not None:
-        if train_subset < 1:
-            raise ValueError(
-                f"train_subset must be a positive number of images, got {train_subset}"
-            )
-        subset = take_subset if splits.task == "classification" else random_subset
-        splits.train = subset(splits.train, train_subset, seed)
+    subset = take_subset if splits.task == "classification" else random_subset
+    for split, size, subset_seed in (("train", train_subset, seed), ("test", test_subset, 0)):
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"{split}_subset must be a positive number of images, got {size!r}")
+        setattr(splits, split, subset(getattr(splits, split), size, subset_seed))
     if splits.task == "classification":
         validate_split(splits.train, splits.num_classes, f"the train split of {name}")
         validate_split(splits.test, splits.num_classes, f"the test split of {name}")

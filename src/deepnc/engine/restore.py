@@ -59,6 +59,7 @@ def load_checkpoint_dataset(
         image_size=state["dataset"]["image_size"],
         augment=False,
         train_subset=config["train_subset"] if same else None,
+        test_subset=config.get("test_subset") if same else None,
         seed=config["seed"],
         **(config.get("dataset_options", {}) if same else {}),
     )

@@ -201,6 +201,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         image_size=config.image_size,
         augment=config.augment,
         train_subset=config.train_subset,
+        test_subset=config.test_subset,
         seed=config.seed,
         **config.dataset_options,
     )

@@ -1,0 +1,57 @@
+"""What every benchmark script shares: where results go, the command that made them, the machine.
+
+Each script runs standalone (``python benchmarks/<name>.py``, its defaults being the
+``full`` budget's recipe) or from the driver (``python -m benchmarks.run --budget
+small``), which calls its ``main(argv)`` in-process. Either way the JSON it writes
+records the exact standalone command that regenerates it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FULL_RESULTS = RESULTS / "full"  # where a script run with its defaults writes
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The standalone shell command equivalent to ``main(argv)`` of ``benchmarks/<script>``."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", f"benchmarks/{script}", *arguments])
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def write_results(stem: str | Path, report: dict[str, Any], markdown: str | None = None) -> Path:
+    """Write ``<stem>.json`` (and ``<stem>.md`` when given); return the JSON path.
+
+    The JSON is written to a temporary name and renamed, so an interrupted benchmark
+    never leaves half a file for the renderer.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    path = stem.with_suffix(".json")
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps({**report, "machine": machine()}, indent=2) + "\n")
+    os.replace(partial, path)
+    if markdown is not None:
+        stem.with_suffix(".md").write_text(markdown)
+    return path
