@@ -1,10 +1,11 @@
 # `make demo` (the README's first command: DNC against softmax on real data, ~5 minutes),
-# `make test` (the suite, from a fresh clone), `make bench` (the README's figures).
+# `make test` (the suite, from a fresh clone), `make results` (RESULTS.md: every table on
+# 2 CPU cores in well under an hour), `make bench` (the full budget: the GPU recipes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint results bench install clean
 
 install: $(VENV)/.installed
 
@@ -24,16 +25,11 @@ test: install lint
 demo: install
 	PY=$(PY) scripts/demo.sh
 
+results: install
+	$(PY) -m benchmarks.run --budget small
+
 bench: install
-	$(PY) benchmarks/head_overhead.py
-	$(PY) benchmarks/fashion_mnist_compare.py
-	$(PY) benchmarks/fashion_mnist_ablation.py
-	$(PY) benchmarks/fashion_mnist_snap.py
-	$(PY) benchmarks/segmentation_overhead.py
-	$(PY) benchmarks/segmentation_compare.py
-	$(PY) benchmarks/openset.py
-	$(PY) benchmarks/new_classes.py
-	$(PY) benchmarks/sklearn_compare.py
+	$(PY) -m benchmarks.run --budget full
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info

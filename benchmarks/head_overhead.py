@@ -15,8 +15,7 @@ round so that drifts of the machine hit both alike; each figure is a median.
 
     python benchmarks/head_overhead.py            # the figures in the README
     python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
-    python benchmarks/head_overhead.py --device cuda \\
-        --results benchmarks/results/full/head_overhead_cuda
+    python benchmarks/head_overhead.py --device cuda
 """
 
 from __future__ import annotations
@@ -287,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds: a smoke run")
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per figure")
-    parser.add_argument("--results", type=Path, default=FULL_RESULTS / "head_overhead")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="results stem (default benchmarks/results/full/head_overhead[_cuda])",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
@@ -314,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for row in rows:
         print(describe(row))
-    write_results(args.results.with_suffix(""), results)
+    suffix = "_cuda" if cuda else ""
+    write_results(args.results or FULL_RESULTS / f"head_overhead{suffix}", results)
     return 0
 
 

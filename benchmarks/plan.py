@@ -21,6 +21,15 @@ import shlex
 from dataclasses import dataclass
 
 BUDGETS = ("smoke", "small", "full")
+BUDGET_DESCRIPTIONS = {
+    "smoke": "The `smoke` budget runs every script on a handful of images for one epoch and "
+    "one seed, to check that the pipeline runs; its figures mean nothing.",
+    "small": "The `small` budget trains on subsets (2,000 Fashion-MNIST training images "
+    "scored on a fixed 2,000 test images, 3 epochs; 600 fashion-scenes canvases; see "
+    "`benchmarks/plan.py`), so its accuracies are far below those of the full recipes: what "
+    "it compares is DNC and softmax under one identical recipe, on 2 CPU cores.",
+    "full": "The `full` budget runs each script's defaults, the recipes meant for a GPU.",
+}
 
 CLASSIFICATION_CONFIGS = {
     "fashion-mnist_resnet20": "configs/fashion-mnist_resnet20.yaml",

@@ -18,8 +18,7 @@ figure is a median.
 
     python benchmarks/segmentation_overhead.py             # the committed figures (CPU)
     python benchmarks/segmentation_overhead.py --quick     # seconds: checks that it runs
-    python benchmarks/segmentation_overhead.py --device cuda \\
-        --results benchmarks/results/full/segmentation_overhead_cuda
+    python benchmarks/segmentation_overhead.py --device cuda
 """
 
 from __future__ import annotations
@@ -80,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds: a smoke run")
     parser.add_argument("--rounds", type=int, default=21, help="timed rounds per figure")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--results", type=Path, default=FULL_RESULTS / "segmentation_overhead")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="results stem (default benchmarks/results/full/segmentation_overhead[_cuda])",
+    )
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
     device = args.device
@@ -126,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(results["device"])
     for row in results["training_step"] + results["dense_clustering_update"]:
         print(describe(row, baseline="1x1 conv"))
-    write_results(args.results.with_suffix(""), results)
+    suffix = "_cuda" if cuda else ""
+    write_results(args.results or FULL_RESULTS / f"segmentation_overhead{suffix}", results)
     return 0
 
 

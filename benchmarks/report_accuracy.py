@@ -1,0 +1,303 @@
+"""Report sections on accuracy: classification, ablations, snapping, segmentation and transfer.
+
+Each section takes the results of one budget, the report's folder and whether to draw
+its plot, and returns Markdown lines: a table, the command that wrote it, a plot, and
+the paper's claim beside a verdict computed from the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import report_figures as figures
+from plan import CLASSIFICATION_CONFIGS
+from report_format import (
+    Results,
+    claim,
+    code,
+    heading,
+    image,
+    mean_std,
+    missing,
+    number,
+    pm,
+    signed,
+    table,
+)
+
+BACKBONES = {"resnet20": "ResNet-20 (CIFAR-style)", "efficientnet_lite0": "EfficientNet-Lite0"}
+HEADS = {"dnc": "DNC", "linear": "softmax"}
+COLLAPSE_COSINE = 0.95  # mean pairwise cosine above which a class's sub-centroids count as one
+
+
+def _pair(rows: list[dict]) -> tuple[dict, dict]:
+    return next(r for r in rows if r["head"] == "dnc"), next(r for r in rows if r["head"] != "dnc")
+
+
+def classification(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    found = [results.get(f"classification_{name}") for name in CLASSIFICATION_CONFIGS]
+    found = [data for data in found if data]
+    lines = [heading("1. Classification: DNC against softmax, identical recipe", appendix), ""]
+    if not found:
+        return lines + missing("classification_fashion-mnist_resnet20", results.budget, appendix)
+    rows, commands, labels, dnc_bars, softmax_bars, verdicts = [], [], [], [], [], []
+    for data in found:
+        dataset, backbone = data["dataset"], BACKBONES.get(data["model"], data["model"])
+        run = data["runs"][0]
+        recipe = data["config"]
+        commands.append(
+            f"- {dataset}, {backbone}: {run['train_size']:,} training / {run['test_size']:,} "
+            f"test images, {recipe['epochs']} epochs, image size "
+            f"{recipe['image_size'] or 'native'}, seeds {data['seeds']}: {code(data['command'])}"
+        )
+        for row in data["rows"]:
+            rows.append(
+                [
+                    dataset,
+                    backbone,
+                    HEADS[row["head"]],
+                    pm(row["top1_mean"], row["top1_std"]),
+                    ", ".join(f"{v:.2f}" for v in row["top1"]),
+                    f"{row['trainable_parameters']:,}",
+                    f"{row['subcentroid_numbers']:,}",
+                    f"{row['seconds_per_epoch']:.1f}",
+                    f"{row['step_ratio']:.3f}",
+                ]
+            )
+        dnc, softmax = _pair(data["rows"])
+        labels.append(f"{dataset}\n{backbone.split(' ')[0]}")
+        dnc_bars.append((dnc["top1_mean"], dnc["top1_std"]))
+        softmax_bars.append((softmax["top1_mean"], softmax["top1_std"]))
+        noise = max(dnc["top1_std"], softmax["top1_std"])
+        verdicts.append((dnc["top1_mean"] - softmax["top1_mean"], noise))
+    header = [
+        "dataset", "backbone", "head", "top-1 (%) mean ± std", "per seed",
+        "trainable params", "sub-centroid numbers (buffers)", "s / epoch", "step / softmax",
+    ]  # fmt: skip
+    lines += [*table(header, rows), "Commands:", "", *commands, ""]
+    if draw:
+        figures.paired_bars(
+            results.figure("classification"), labels, dnc_bars, softmax_bars, "test top-1 (%)"
+        )
+    lines += image(results, "classification", report_dir, "top-1 of DNC and softmax")
+    ahead = sum(diff >= 0 for diff, _ in verdicts)
+    clear = sum(abs(diff) > noise for diff, noise in verdicts)
+    diffs = ", ".join(signed(diff) for diff, _ in verdicts)
+    outcome = "agrees" if ahead == len(verdicts) else "partly agrees" if ahead else "does not agree"
+    here = (
+        f"DNC minus softmax is {diffs} points ({ahead} of {len(verdicts)} settings in DNC's "
+        f"favour, {clear} of them by more than the larger seed std), so at this scale the "
+        f"reproduction {outcome} with the claim; DNC has fewer trainable parameters "
+        "everywhere, since its classifier is buffers."
+    )
+    paper = (
+        "DNC beats the parametric softmax head under the same recipe by a few tenths of a "
+        "point top-1 (CIFAR-10, CIFAR-100, ImageNet; ResNet and Swin backbones)."
+    )
+    return lines + claim(paper, here)
+
+
+def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("fashion_mnist_ablation")
+    lines = [heading("2. Ablations on Fashion-MNIST (ResNet-20)", appendix), ""]
+    if not data:
+        return lines + missing("fashion_mnist_ablation", results.budget, appendix)
+    rows = data["rows"]
+    paper_row = next(r for r in rows if r.get("group") == "paper")
+    table_rows = [
+        [
+            row.get("group", "-"),
+            row["variant"],
+            pm(row["top1_mean"], row["top1_std"]),
+            signed(row["top1_mean"] - paper_row["top1_mean"]),
+            number(row.get("pairwise_cosine")),
+            number(row.get("smallest_share")),
+            number(row.get("nearest_training_cosine")),
+        ]
+        for row in rows
+    ]
+    header = [
+        "group", "variant", "top-1 (%) mean ± std", "vs paper settings",
+        "cosine between a class's sub-centroids", "smallest sub-centroid share",
+        "sub-centroid to nearest training image (cos)",
+    ]  # fmt: skip
+    recipe = data["recipe"]
+    lines += [
+        f"Each row changes one thing of the paper's settings; {recipe['epochs']} epochs, "
+        f"{recipe['train_subset'] or 60000:,} training images, seeds {rows[0]['seeds']}. "
+        "The cosine between a class's sub-centroids is 1 when all K have collapsed onto one; "
+        "the smallest share is the part of a class's assignments that its least-used "
+        "sub-centroid received over training (1/K when balanced, 0 when unused).",
+        "",
+        *table(header, table_rows),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    dnc_rows = [r for r in rows if "pairwise_cosine" in r]
+    if draw:
+        figures.ablation_panels(
+            results.figure("ablation"),
+            [r["variant"].split(" (")[0] for r in dnc_rows],
+            [(r["top1_mean"], r["top1_std"]) for r in dnc_rows],
+            [r["pairwise_cosine"] for r in dnc_rows],
+            paper_row["top1_mean"],
+        )
+    lines += image(results, "ablation", report_dir, "ablations: top-1 and sub-centroid cosine")
+    by_change = {r["change"]["head_options"].get("assignment"): r for r in dnc_rows}
+    random_row, nearest_row = by_change.get("random"), by_change.get("nearest")
+    best = max(rows, key=lambda r: r["top1_mean"])
+    here = f"the best variant is {best['variant']} ({best['top1_mean']:.2f}%, paper settings "
+    here += f"{paper_row['top1_mean']:.2f}%)"
+    if random_row and nearest_row:
+        collapsed = random_row["pairwise_cosine"] >= COLLAPSE_COSINE
+        here = (
+            f"random assignment (the official code) leaves a class's sub-centroids at a mean "
+            f"cosine of {random_row['pairwise_cosine']:.3f} against "
+            f"{paper_row['pairwise_cosine']:.3f} with Sinkhorn, "
+            f"{'a collapse' if collapsed else 'not a collapse'} (threshold "
+            f"{COLLAPSE_COSINE}), and nearest assignment gives its least-used sub-centroid "
+            f"{nearest_row['smallest_share']:.3f} of a class against "
+            f"{paper_row['smallest_share']:.3f}; " + here + "."
+        )
+    paper = (
+        "balanced (Sinkhorn) assignment is what keeps the K sub-centroids of a class apart; "
+        "the official code's assignment is effectively random and its sub-centroids drift to "
+        "the class mean (METHOD.md, section 5). K = 4, momentum 0.999, tau 0.1."
+    )
+    return lines + claim(paper, here[0].upper() + here[1:])
+
+
+def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("fashion_mnist_snap")
+    lines = [heading("3. Explanations: snapping sub-centroids to training images", appendix), ""]
+    if not data:
+        return lines + missing("fashion_mnist_snap", results.budget, appendix)
+    rows = data["rows"]
+    table_rows = [
+        [
+            row["seed"],
+            f"{row['top1_before']:.2f}",
+            f"{row['top1_after']:.2f}",
+            f"{row['drop']:.2f}",
+            f"{row['exemplar_cosine']:.3f}",
+            f"{row['pairwise_cosine_before']:.3f} / {row['pairwise_cosine_after']:.3f}",
+            f"{row['train_size']:,}",
+            f"{row['total_seconds']:.1f}",
+        ]
+        for row in rows
+    ]
+    header = [
+        "seed", "top-1 before (%)", "top-1 after (%)", "drop (points)",
+        "sub-centroid to its image (cos)", "pairwise cos before / after", "training images",
+        "seconds",
+    ]  # fmt: skip
+    drop, spread = mean_std([row["drop"] for row in rows])
+    lines += [
+        "Every sub-centroid of the DNC models of section 1 (Fashion-MNIST, ResNet-20) is "
+        "replaced by the feature of its most similar training image of its class (distinct "
+        "images), and the test split is scored again.",
+        "",
+        *table(header, table_rows),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    if drop <= 0:
+        here = f"snapping changes top-1 by {signed(-drop)} ± {spread:.2f} points here: no cost, "
+    else:
+        here = f"snapping costs {pm(drop, spread)} points of top-1 here, "
+    here += "in line with" if drop <= 0.3 else "more than"
+    here += " the paper's tenth of a point (read against the seed spread)."
+    paper = (
+        "replacing each sub-centroid by its nearest real training image costs only about a "
+        "tenth of a point of accuracy."
+    )
+    return lines + claim(paper, here[0].upper() + here[1:])
+
+
+def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("segmentation_compare")
+    lines = [heading("4. Segmentation and transfer (fashion-scenes)", appendix), ""]
+    if not data:
+        return lines + missing("segmentation_compare", results.budget, appendix)
+    lines += [
+        "fashion-scenes: 64x64 canvases of 2-4 real Fashion-MNIST items (11 classes with "
+        "the background), derived from real images, not a real segmentation set. Both "
+        "decoders over a CIFAR-style ResNet-20 (output stride 4), D = 64, K = 10.",
+        "",
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    verdicts, labels, dnc_bars, conv_bars = [], [], [], []
+    if "compare" in data:
+        rows = []
+        for decoder, pair in data["compare"]["rows"].items():
+            dnc, conv = _pair(pair)
+            for row in (dnc, conv):
+                rows.append(
+                    [
+                        {"fcn": "FCN", "deeplabv3": "DeepLabV3"}.get(decoder, decoder),
+                        "DNC" if row["head"] == "dnc" else "1x1 conv",
+                        pm(row["miou_mean"], row["miou_std"]),
+                        ", ".join(f"{v:.2f}" for v in row["miou"]),
+                        f"{row['trainable_parameters']:,}",
+                        f"{row['seconds_per_epoch']:.1f}",
+                        f"{row['step_ratio']:.3f}",
+                    ]
+                )
+            verdicts.append((decoder, dnc["miou_mean"] - conv["miou_mean"]))
+            labels.append(decoder)
+            dnc_bars.append((dnc["miou_mean"], dnc["miou_std"]))
+            conv_bars.append((conv["miou_mean"], conv["miou_std"]))
+        header = [
+            "decoder", "head", "mIoU (%) mean ± std", "per seed", "trainable params",
+            "s / epoch", "step / 1x1 conv",
+        ]  # fmt: skip
+        lines += table(header, rows)
+    transfer_here = ""
+    if "transfer" in data:
+        rows = data["transfer"]["rows"]
+        lines += [
+            "Transfer: the FCN model with the DNC head, started from scratch or from the "
+            "backbone of a Fashion-MNIST classifier (section 1's recipe, seed 0):",
+            "",
+            *table(
+                ["initialised from", "classifier top-1 (%)", "mIoU (%) mean ± std", "per seed"],
+                [
+                    [
+                        row["init"],
+                        f"{100 * row['classifier_top1']:.2f}" if row["classifier_top1"] else "-",
+                        pm(row["miou_mean"], row["miou_std"]),
+                        ", ".join(f"{v:.2f}" for v in row["miou"]),
+                    ]
+                    for row in rows
+                ],
+            ),
+        ]
+        by_init = {row["init"]: row for row in rows}
+        scratch, from_dnc = by_init.get("scratch"), by_init.get("DNC classifier")
+        from_softmax = by_init.get("softmax classifier")
+        if scratch and from_dnc and from_softmax:
+            transfer_here = (
+                f" A DNC classifier's backbone moves {signed(from_dnc['miou_mean'] - scratch['miou_mean'])} "  # noqa: E501
+                f"mIoU from scratch, a softmax classifier's "
+                f"{signed(from_softmax['miou_mean'] - scratch['miou_mean'])}."
+            )
+    if draw and labels:
+        figures.paired_bars(
+            results.figure("segmentation"), labels, dnc_bars, conv_bars, "mIoU (%)", "1x1 conv"
+        )
+    if labels:
+        lines += image(results, "segmentation", report_dir, "mIoU of DNC and 1x1 conv")
+    ahead = sum(diff >= 0 for _, diff in verdicts)
+    here = (
+        "DNC minus 1x1 conv is "
+        + ", ".join(f"{signed(diff)} ({decoder})" for decoder, diff in verdicts)
+        + f" mIoU: the claim holds for {ahead} of {len(verdicts)} decoders at this scale."
+        + transfer_here
+    )
+    paper = (
+        "a DNC pixel head beats the 1x1-conv softmax head of FCN, DeepLabV3 and UperNet by "
+        "about one to two points mIoU (ADE20K, Cityscapes); a DNC backbone transfers whole, "
+        "with no classifier to discard."
+    )
+    return lines + claim(paper, here)

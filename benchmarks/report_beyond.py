@@ -1,0 +1,166 @@
+"""Report sections on what the paper did not measure: rejecting unknown inputs, adding
+classes without retraining, and the estimator on fixed embeddings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import report_figures as figures
+from report_format import Results, claim, code, heading, image, mean_std, missing, pm, table
+
+SCORE_NAMES = {
+    "dnc/similarity": "DNC, similarity to the nearest sub-centroid",
+    "dnc/margin": "DNC, margin to the next class",
+    "linear/max_softmax": "softmax, max probability",
+    "linear/max_logit": "softmax, max logit",
+}
+NO_CLAIM = "no claim: the paper does not evaluate this; it is one of this library's extensions."
+
+
+def openset(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("openset")
+    lines = [heading("6a. Rejecting unknown inputs (open set)", appendix), ""]
+    if not data:
+        return lines + missing("openset", results.budget, appendix)
+    config = data["config"]
+    known_top1 = {
+        head: mean_std([100 * run["top1_known"] for run in runs])
+        for head, runs in data["runs"].items()
+    }
+    rows = []
+    for key, cells in data["summary"].items():
+        head = key.split("/")[0]
+        rows.append(
+            [SCORE_NAMES.get(key, key), pm(*known_top1[head])]
+            + [pm(*cells[part]) for part in ("near/auroc", "near/fpr95", "far/auroc", "far/fpr95")]
+        )
+    lines += [
+        f"ResNet-20 trained on Fashion-MNIST classes 0-5 ({config['train_subset']:,} images, "
+        f"{config['epochs']} epochs), seeds {sorted({0, *range(len(data['runs']['dnc']))})}. "
+        "Known: the test images of classes 0-5; near unknowns: those of classes 6-9; far "
+        "unknowns: scikit-learn's 360 test digits at 28x28. AUROC and FPR at 95% TPR in %.",
+        "",
+        *table(
+            ["score", "known top-1 (%)", "AUROC near", "FPR95 near", "AUROC far", "FPR95 far"],
+            rows,
+        ),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    summary = data["summary"]
+    if draw:
+        figures.grouped_bars(
+            results.figure("openset"),
+            ["near (classes 6-9)", "far (digits)"],
+            {
+                SCORE_NAMES.get(key, key): [cells["near/auroc"][0], cells["far/auroc"][0]]
+                for key, cells in summary.items()
+            },
+            "AUROC (%)",
+        )
+    lines += image(results, "openset", report_dir, "AUROC of each score")
+    best = {
+        part: max(summary, key=lambda key: summary[key][f"{part}/auroc"][0])
+        for part in ("near", "far")
+    }
+    here = (
+        f"the best near-unknown score is {SCORE_NAMES.get(best['near'])} "
+        f"(AUROC {summary[best['near']]['near/auroc'][0]:.1f}), the best far-unknown score "
+        f"{SCORE_NAMES.get(best['far'])} (AUROC {summary[best['far']]['far/auroc'][0]:.1f})."
+    )
+    return lines + claim(NO_CLAIM, here[0].upper() + here[1:])
+
+
+def new_classes(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("new_classes")
+    lines = [heading("6b. Adding classes without retraining", appendix), ""]
+    if not data:
+        return lines + missing("new_classes", results.budget, appendix)
+    config = data["config"]
+    rows, curves = [], {}
+    for method, by_shots in data["results"].items():
+        for shots, runs in by_shots.items():
+            cells = []
+            for part in ("old", "new", "all"):
+                values = [100 * run[part] for run in runs]
+                cells.append("-" if any(math.isnan(v) for v in values) else pm(*mean_std(values)))
+            rows.append([method, shots if shots != "0" else "-", *cells])
+            if shots != "0":
+                all_mean = mean_std([100 * run["all"] for run in runs])[0]
+                curves.setdefault(method, {})[int(shots)] = all_mean
+    lines += [
+        f"ResNet-20 trained on Fashion-MNIST classes 0-7 ({config['train_subset']:,} images, "
+        f"{config['epochs']} epochs); classes 8 and 9 added afterwards from n training "
+        "examples each (the same for every method); accuracy over the whole test split with "
+        "10 outputs. DNC's `add_classes` clusters the examples' features into new "
+        "sub-centroids and changes nothing else; softmax grows its layer and trains it alone "
+        f"on the examples ({data['fine_tune']['steps']} full-batch SGD steps), with or "
+        "without replaying n stored examples of each old class.",
+        "",
+        *table(["method", "examples per new class", "old (%)", "new (%)", "all (%)"], rows),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    shots = sorted({s for curve in curves.values() for s in curve})
+    if draw and curves:
+        figures.lines_by_shots(
+            results.figure("new_classes"),
+            shots,
+            {m: [c[s] for s in shots] for m, c in curves.items()},
+            "accuracy on all 10 classes (%)",
+        )
+    lines += image(results, "new_classes", report_dir, "accuracy after adding classes")
+    most = str(shots[-1])
+
+    def all_of(method: str) -> float:
+        return mean_std([100 * run["all"] for run in data["results"][method][most]])[0]
+
+    dnc = max((m for m in curves if m.startswith("DNC")), key=all_of)
+    plain, replay = "softmax fine-tuned", "softmax fine-tuned + replay"
+    here = (
+        f"with {most} examples per new class, {dnc} reaches {all_of(dnc):.1f}% on all "
+        f"classes without touching old data, against {all_of(plain):.1f}% for softmax "
+        f"fine-tuned on the new examples alone and {all_of(replay):.1f}% with replay of "
+        "stored old examples, which DNC does not need."
+    )
+    paper = (
+        "the output size is free: a class is added by adding its sub-centroids (section 1 of "
+        "METHOD.md); the paper does not measure it."
+    )
+    return lines + claim(paper, here[0].upper() + here[1:])
+
+
+def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("sklearn_compare")
+    lines = [heading("6c. `DNCClassifier` on fixed embeddings", appendix), ""]
+    if not data:
+        return lines + missing("sklearn_compare", results.budget, appendix)
+    sets = data.get("sets", {k: v for k, v in data.items() if k not in ("command", "machine")})
+    command = data.get("command", "python benchmarks/sklearn_compare.py")
+    verdicts = []
+    for name, classifiers in sets.items():
+        rows = [
+            [
+                label,
+                f"{100 * row['accuracy']:.2f}",
+                f"{row['fit_s']:.3f}",
+                f"{row['predict_s']:.4f}",
+            ]
+            for label, row in classifiers.items()
+        ]
+        lines += [
+            f"{name}:",
+            "",
+            *table(["classifier", "accuracy (%)", "fit (s)", "predict (s)"], rows),
+        ]
+        others = [label for label in classifiers if not label.startswith("DNC")]
+        best = max(others, key=lambda label: classifiers[label]["accuracy"])
+        dnc = classifiers.get("DNCClassifier (K=4)", {}).get("accuracy", float("nan"))
+        verdicts.append(
+            f"{100 * dnc:.1f}% for DNC (K=4) against {100 * classifiers[best]['accuracy']:.1f}% "
+            f"for the best other classifier ({best}) on {name.split(' (')[0]}"
+        )
+    lines += [f"Command: {code(command)}", ""]
+    here = "; ".join(verdicts) + "."
+    return lines + claim(NO_CLAIM, here[0].upper() + here[1:])

@@ -1,0 +1,109 @@
+"""The reproduction report: the driver runs every script (smoke budget), the renderer turns
+their JSON into RESULTS.md, and the committed RESULTS.md and README block are exactly
+what the renderer makes of the committed JSON (so no number in them is typed by hand)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.plan import BUDGETS, CLASSIFICATION_CONFIGS, plan  # noqa: E402
+from benchmarks.render import (  # noqa: E402
+    README_BEGIN,
+    README_END,
+    SECTIONS,
+    load_results,
+    report_markdown,
+    with_readme_block,
+)
+
+SECTION_TITLES = (
+    "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
+    "6a. Rejecting unknown inputs", "6b. Adding classes", "6c. `DNCClassifier`",
+)  # fmt: skip
+
+
+def test_every_step_names_a_script_with_main_and_existing_configs():
+    for budget in BUDGETS:
+        steps = plan(budget)
+        assert len({step.name for step in steps}) == len(steps)
+        for step in steps:
+            assert (ROOT / "benchmarks" / f"{step.script}.py").is_file()
+            if "--config" in step.args:
+                assert (ROOT / step.args[step.args.index("--config") + 1]).is_file()
+    assert {f"classification_{n}" for n in CLASSIFICATION_CONFIGS} <= {
+        step.name for step in plan("small")
+    }
+    with pytest.raises(ValueError, match="unknown budget"):
+        plan("huge")
+
+
+def test_the_small_budget_overrides_are_valid_config_keys():
+    from deepnc.config import load_config
+
+    for step in plan("small"):
+        if step.script == "classification":
+            config_index = step.args.index("--config")
+            config = step.args[config_index + 1]
+            overrides = [
+                a for i, a in enumerate(step.args) if i not in (config_index, config_index + 1)
+            ]
+            load_config(ROOT / config, [a for a in overrides if a != "--seeds"]).validate()
+
+
+def test_an_empty_results_folder_says_how_to_run_each_table(tmp_path):
+    text = report_markdown(load_results(tmp_path), tmp_path, figures=False)
+    for title in SECTION_TITLES:
+        assert f"## {title}" in text
+    assert text.count("Not run at this budget: `python -m benchmarks.run --budget") == len(SECTIONS)
+
+
+def test_the_committed_report_and_readme_block_are_rendered_from_the_committed_json():
+    results = load_results(ROOT / "benchmarks/results/small")
+    assert results.data, "benchmarks/results/small holds no JSON: run `make results`"
+    full = load_results(ROOT / "benchmarks/results/full")
+    expected = report_markdown(results, ROOT, full, figures=False)
+    committed = (ROOT / "RESULTS.md").read_text()
+    assert committed == expected, (
+        "RESULTS.md differs from its JSON: run python -m benchmarks.render"
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert README_BEGIN in readme and README_END in readme
+    assert with_readme_block(readme, results) == readme, "the README's results block is stale"
+    for figure in ("classification", "ablation", "segmentation", "cost"):
+        assert results.figure(figure).is_file()
+
+
+@pytest.mark.slow
+def test_the_smoke_budget_runs_every_script_and_renders_the_report(tmp_path):
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    command = [sys.executable, "-m", "benchmarks.run", "--budget", "smoke"]
+    command += ["--results-dir", str(results), "--runs-dir", str(runs)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    driver = json.loads((results / "driver.json").read_text())
+    assert driver["budget"] == "smoke"
+    for step in plan("smoke"):
+        if step.needs_cuda:
+            continue
+        assert driver["steps"][step.name]["status"] == "done"
+        data = json.loads((results / f"{step.name}.json").read_text())
+        assert data["command"].startswith(f"python benchmarks/{step.script}.py")
+    report = (results / "RESULTS.md").read_text()
+    for title in SECTION_TITLES:
+        assert f"## {title}" in report
+    assert "Not run at this budget" not in report
+    assert report.count("> **Here:**") == len(SECTIONS)
+    for figure in ("classification", "ablation", "segmentation", "cost", "openset"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert not (ROOT / "runs/bench/smoke").exists()  # outputs went where they were told
