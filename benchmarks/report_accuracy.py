@@ -192,6 +192,8 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
         "seconds",
     ]  # fmt: skip
     drop, spread = mean_std([row["drop"] for row in rows])
+    before, after = (mean_std([row[key] for row in rows]) for key in ("top1_before", "top1_after"))
+    table_rows.append(["mean ± std", pm(*before), pm(*after), pm(drop, spread), "", "", "", ""])
     lines += [
         "Every sub-centroid of the DNC models of section 1 (Fashion-MNIST, ResNet-20) is "
         "replaced by the feature of its most similar training image of its class (distinct "
