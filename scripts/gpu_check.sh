@@ -14,6 +14,6 @@ echo "== 1. tests on CUDA (device auto picks cuda)"
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_segmentation_engine.py tests/test_engine.py tests/test_segmentation_models.py tests/test_head.py 2>&1 | tail -25
 echo "== 2. fp16 AMP segmentation training on CUDA"
 timeout 80 python3 -m deepnc train --config configs/fashion-scenes_fcn_resnet20.yaml --amp true --device cuda --epochs 2 --eval_every 1 --out_dir $OUT/amp --progress false 2>&1 | tail -6
-echo "== 3. overhead on CUDA"
-timeout 120 python3 benchmarks/segmentation_overhead.py --device cuda --out $OUT/segmentation_overhead_cuda.json 2>&1 | tail -8
+echo "== 3. overhead on CUDA (copy the JSON to benchmarks/results/full/ for the report)"
+timeout 120 python3 benchmarks/segmentation_overhead.py --device cuda --results $OUT/segmentation_overhead_cuda 2>&1 | tail -8
 rm -rf $OUT/amp/checkpoint.safetensors
