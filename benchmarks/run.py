@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if budget == "smoke":
             report = render_report(results_dir, arguments.report or results_dir / "RESULTS.md")
-        else:  # RESULTS.md: the small budget's tables, then the full budget's where run
+        else:  # RESULTS.md (and the README's block): the small budget, then the full's
             report = render_report(
                 ROOT / "benchmarks/results/small",
                 arguments.report or ROOT / "RESULTS.md",
                 full_dir=ROOT / "benchmarks/results/full",
+                readme=ROOT / "README.md",
             )
         log.info("wrote %s", report)
     if failed:
