@@ -25,6 +25,7 @@ from benchmarks.render import (  # noqa: E402
     report_markdown,
     with_readme_block,
 )
+from benchmarks.report_format import Results, mean_std  # noqa: E402
 
 SECTION_TITLES = (
     "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
@@ -107,3 +108,40 @@ def test_the_smoke_budget_runs_every_script_and_renders_the_report(tmp_path):
     for figure in ("classification", "ablation", "segmentation", "cost", "openset"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 1000
     assert not (ROOT / "runs/bench/smoke").exists()  # outputs went where they were told
+
+
+def _classification_json(dnc: list[float], softmax: list[float]) -> dict:
+    def row(head, values):
+        mean, std = mean_std(values)
+        return {
+            "head": head, "top1": values, "top1_mean": mean, "top1_std": std,
+            "trainable_parameters": 10, "subcentroid_numbers": 4 if head == "dnc" else 0,
+            "seconds_per_epoch": 1.0, "step_seconds": 0.1, "step_ratio": 1.0,
+        }  # fmt: skip
+
+    config = {"epochs": 2, "batch_size": 10, "image_size": None, "head_options": {}}
+    return {
+        "command": "python benchmarks/classification.py", "dataset": "digits",
+        "model": "resnet20", "config": config, "seeds": [0, 1, 2],
+        "rows": [row("dnc", dnc), row("linear", softmax)],
+        "runs": [{"train_size": 100, "test_size": 50}],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dnc", "softmax", "verdict"),
+    [
+        ([91.0, 92.0, 93.0], [90.0, 90.5, 91.0], "agrees"),
+        ([80.0, 81.0, 82.0], [90.0, 90.5, 91.0], "does not agree"),
+    ],
+)
+def test_the_classification_verdict_follows_the_numbers(tmp_path, dnc, softmax, verdict):
+    results = Results(
+        tmp_path, {"classification_digits_resnet20": _classification_json(dnc, softmax)}
+    )
+    lines = SECTIONS[0](results, tmp_path, False)
+    here = next(line for line in lines if line.startswith("> **Here:**"))
+    difference = mean_std(dnc)[0] - mean_std(softmax)[0]
+    assert f"{difference:+.2f}" in here and f"reproduction {verdict} with the claim" in here
+    # 2 epochs of 100 // 10 steps at momentum 0.999: 0.999 ** 20 of the seed is left
+    assert "With 20 updates" in here and f"{0.999**20:.0%}" in here
