@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{config.dataset}_{config.model}"
     out = arguments.out or str(ROOT / f"runs/bench_{name}")
     start = time.time()
-    summaries = compare(config, arguments.seeds, out)
+    summaries = compare(config, arguments.seeds, out, reuse_from=[ROOT / "runs"])
     rows = comparison_rows(summaries)
     dnc = next(row for row in rows if row["head"] == "dnc")
     softmax = next(row for row in rows if row["head"] == "linear")
