@@ -50,7 +50,9 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
     for name in names:
         data = results.get(name)
         device = _device(data)
-        command = data.get("command", f"python benchmarks/{name.removesuffix('_cuda')}.py")
+        # files written before scripts recorded their command: the full budget's step
+        fallback = f"python benchmarks/{name.removesuffix('_cuda')}.py"
+        command = data.get("command", fallback + (" --device cuda" if "cuda" in name else ""))
         for row in _ratio_rows(data):
             baseline = "1x1 conv" if name.startswith("segmentation") else "softmax"
             ratio_rows.append(
