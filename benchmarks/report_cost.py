@@ -32,6 +32,11 @@ def _clustering_rows(data: dict) -> list[dict]:
     return value if isinstance(value, list) else [value]
 
 
+def _time_and_peak(row: dict, kind: str) -> str:
+    peak = row[f"{kind}_peak_mib"]  # None: not measured (a --quick run)
+    return f"{1e3 * row[f'{kind}_s']:.1f} ms" + ("" if peak is None else f", +{peak:.0f} MiB")
+
+
 def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
     candidates = ("head_overhead", "segmentation_overhead")
     candidates += tuple(f"{name}_cuda" for name in candidates)
@@ -75,8 +80,8 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
                 [
                     row["what"],
                     device,
-                    f"{1e3 * row['loop_s']:.1f} ms, +{row['loop_peak_mib']:.0f} MiB",
-                    f"{1e3 * row['batched_s']:.1f} ms, +{row['batched_peak_mib']:.0f} MiB",
+                    _time_and_peak(row, "loop"),
+                    _time_and_peak(row, "batched"),
                     f"{row['speedup']:.1f}x",
                     code(command),
                 ]

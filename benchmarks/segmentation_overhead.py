@@ -76,7 +76,9 @@ def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 rounds, no peak memory: a smoke run"
+    )
     parser.add_argument("--rounds", type=int, default=21, help="timed rounds per figure")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             num_pixels=4 * 128 * 128,
             device=device,
             label="a 4x128x128 feature map (65,536 pixels)",
+            memory=not args.quick,
         ),
     }
     if cuda:
