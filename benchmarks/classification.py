@@ -16,22 +16,18 @@ Writes ``benchmarks/results/full/classification_<dataset>_<model>.{json,md}``
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import FULL_RESULTS, ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows
 from deepnc.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_parser(__doc__.splitlines()[0], None, None)  # defaults: see above
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", help="runs folder (default runs/bench_<dataset>_<model>)")
-    parser.add_argument("--results", help="results stem (default: see above)")
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(arguments.config, [*overrides, "--progress", "false"])

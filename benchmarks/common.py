@@ -8,6 +8,8 @@ records the exact standalone command that regenerates it.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -16,11 +18,39 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 FULL_RESULTS = RESULTS / "full"  # where a script run with its defaults writes
+
+
+def relative(path: str | Path) -> str:
+    """``path`` relative to the repository root where it lies inside it, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def training_parser(description: str, runs: str | None, results: str | None):
+    """The arguments every training benchmark takes: ``--seeds``, ``--out`` (where its
+    runs go, default ``runs/<runs>``) and ``--results`` (the JSON stem, default
+    ``benchmarks/results/full/<results>``). Extra arguments are config overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default=str(ROOT / "runs" / runs) if runs else None)
+    parser.add_argument("--results", default=str(FULL_RESULTS / results) if results else None)
+    return parser
+
+
+def fashion_classes_config(classes: list[int], train_subset: int, overrides: list[str]):
+    """``configs/fashion-mnist_resnet20.yaml`` trained on ``classes`` only (relabelled in
+    that order), on ``train_subset`` class-balanced images unless ``overrides`` say
+    otherwise: the recipe of the open-set and new-class benchmarks."""
+    from deepnc.config import load_config
+
+    config = load_config(
+        ROOT / "configs/fashion-mnist_resnet20.yaml",
+        ["--train_subset", str(train_subset), "--progress", "false", *overrides],
+    )
+    return dataclasses.replace(config, dataset_options={"classes": list(classes)})
 
 
 def command_line(script: str, argv: list[str] | None) -> str:
@@ -31,6 +61,8 @@ def command_line(script: str, argv: list[str] | None) -> str:
 
 def machine() -> dict[str, Any]:
     """Where the figures were measured."""
+    import torch  # here, so that the driver and the renderer start without torch
+
     return {
         "platform": platform.platform(),
         "processor": platform.machine(),

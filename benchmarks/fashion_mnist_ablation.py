@@ -26,7 +26,6 @@ Writes ``benchmarks/results/full/fashion_mnist_ablation.{json,md}`` (``--results
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -34,7 +33,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
@@ -86,11 +85,10 @@ def subcentroid_fit(run_dir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_parser(
+        __doc__.splitlines()[0], "bench_fashion_mnist_ablation", "fashion_mnist_ablation"
+    )
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=str(ROOT / "runs/bench_fashion_mnist_ablation"))
-    parser.add_argument("--results", default=str(FULL_RESULTS / "fashion_mnist_ablation"))
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(arguments.config, [*overrides, "--progress", "false"])

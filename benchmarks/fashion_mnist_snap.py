@@ -14,7 +14,6 @@ Writes ``benchmarks/results/full/fashion_mnist_snap.{json,md}`` (``--results``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.explain.workflow import snap_checkpoint
@@ -35,11 +34,10 @@ def occupancy_summary(occupancy: torch.Tensor) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_parser(
+        __doc__.splitlines()[0], "bench_fashion_mnist_snap", "fashion_mnist_snap"
+    )
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=str(ROOT / "runs/bench_fashion_mnist_snap"))
-    parser.add_argument("--results", default=str(FULL_RESULTS / "fashion_mnist_snap"))
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(arguments.config, [*overrides, "--progress", "false", "--head", "dnc"])

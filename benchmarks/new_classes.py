@@ -21,9 +21,7 @@ Writes ``benchmarks/results/full/new_classes.{json,md}`` (``--results``).
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
 import logging
 import math
 import statistics
@@ -36,9 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import command_line, fashion_classes_config, training_parser, write_results
 from deepnc.compare import compare, run_folder
-from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
 from deepnc.incremental import add_classes, head_inputs
@@ -104,17 +101,10 @@ def softmax_fine_tune(model, full, test_features, test_labels, shots, seed, repl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=str(ROOT / "runs/bench_new_classes"))
-    parser.add_argument("--results", default=str(FULL_RESULTS / "new_classes"))
+    parser = training_parser(__doc__.splitlines()[0], "bench_new_classes", "new_classes")
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    base = load_config(
-        ROOT / "configs/fashion-mnist_resnet20.yaml",
-        ["--train_subset", "16000", "--progress", "false", *overrides],
-    )
-    base = dataclasses.replace(base, dataset_options={"classes": OLD})
+    base = fashion_classes_config(OLD, 16000, overrides)
     full = load_dataset("fashion-mnist", augment=False)  # labels 0-9: 8 and 9 are the new ones
     start = time.time()
     results: dict[str, dict[int, list[dict]]] = {}

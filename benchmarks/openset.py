@@ -17,8 +17,6 @@ Writes ``benchmarks/results/full/openset.{json,md}`` (``--results``).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import statistics
 import sys
@@ -28,9 +26,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import command_line, fashion_classes_config, training_parser, write_results
 from deepnc.compare import compare, run_folder
-from deepnc.config import load_config
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model
 from deepnc.openset import confidence_scores, ood_metrics
@@ -79,17 +76,10 @@ def evaluate_run(run_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=str(ROOT / "runs/bench_openset"))
-    parser.add_argument("--results", default=str(FULL_RESULTS / "openset"))
+    parser = training_parser(__doc__.splitlines()[0], "bench_openset", "openset")
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    base = load_config(
-        ROOT / "configs/fashion-mnist_resnet20.yaml",
-        ["--train_subset", "12000", "--progress", "false", *overrides],
-    )
-    base = dataclasses.replace(base, dataset_options={"classes": KNOWN})
+    base = fashion_classes_config(KNOWN, 12000, overrides)
     start = time.time()
     rows = {"dnc": [], "linear": []}
     for run in compare(base, arguments.seeds, arguments.out):  # trains, or reuses finished runs

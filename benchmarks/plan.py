@@ -17,6 +17,7 @@ the results and the runs go (except for ``full``, whose steps are the bare defau
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass
 
@@ -58,34 +59,70 @@ class Step:
     needs_cuda: bool = False
 
 
-def _split(text: str) -> tuple[str, ...]:
-    return tuple(shlex.split(text))
+def _classification(name: str) -> Step:
+    return Step(
+        f"classification_{name}", "classification", ("--config", CLASSIFICATION_CONFIGS[name])
+    )
 
 
-# The Fashion-MNIST recipe of each budget (overrides of configs/fashion-mnist_resnet20.yaml)
-_FASHION = {
-    "smoke": "--train_subset 96 --test_subset 64 --epochs 1 --batch_size 32 --warmup_epochs 0",
-    "small": "--train_subset 2000 --test_subset 2000 --epochs 3 --eval_every 3",
-}
-_DIGITS = {
-    "smoke": "--train_subset 96 --test_subset 64 --epochs 1 --batch_size 32 --warmup_epochs 0",
-    "small": "--epochs 15 --eval_every 15",
-}
-_LITE0 = {  # EfficientNet-Lite0 on CPU: 32x32 inputs, float32
-    "smoke": "--image_size 32 --amp false",
-    "small": "--image_size 32 --amp false",
-}
-_LITE0_DIGITS = {"smoke": "", "small": "--epochs 5 --eval_every 5 --warmup_epochs 0.5"}
-_SCENES = {
-    "smoke": "--dataset_options.train_size 16 --dataset_options.val_size 8 "
-    "--dataset_options.test_size 8 --epochs 1 --batch_size 8",
-    "small": "--dataset_options.train_size 600 --dataset_options.test_size 300 --epochs 3",
-}
-_SEEDS = {"smoke": ("--seeds", "0"), "small": ()}  # small: each script's default, 0 1 2
-_ROUNDS = {"smoke": ("--quick",), "small": ()}  # small: the scripts' own rounds (a minute)
-_SKLEARN = {
-    "smoke": "--train-size 200 --test-size 100",
-    "small": "--train-size 2000 --test-size 1000",
+# Every step, with the arguments of the full budget (the scripts' bare defaults)
+STEPS = (
+    *(_classification(name) for name in CLASSIFICATION_CONFIGS),
+    Step("fashion_mnist_ablation", "fashion_mnist_ablation"),
+    Step("fashion_mnist_snap", "fashion_mnist_snap"),
+    Step("segmentation_compare", "segmentation_compare"),
+    Step("head_overhead", "head_overhead", trains=False),
+    Step("segmentation_overhead", "segmentation_overhead", trains=False),
+    Step("head_overhead_cuda", "head_overhead", ("--device", "cuda"), False, True),
+    Step("segmentation_overhead_cuda", "segmentation_overhead", ("--device", "cuda"), False, True),
+    Step("openset", "openset"),
+    Step("new_classes", "new_classes"),
+    Step("sklearn_compare", "sklearn_compare", trains=False),
+)
+
+# The smaller budgets' arguments, added after each step's own. Overrides of the configs
+# (--train_subset ...) are the recipe; --seeds, --rounds, --quick belong to the scripts.
+_TINY = "--train_subset 96 --test_subset 64 --epochs 1 --batch_size 32 --warmup_epochs 0"
+_FASHION_SMALL = "--train_subset 2000 --test_subset 2000 --epochs 3 --eval_every 3"
+_LITE0_CPU = "--image_size 32 --amp false"  # EfficientNet-Lite0 on CPU: 32x32, float32
+_TINY_SCENES = (
+    "--dataset_options.train_size 16 --dataset_options.val_size 8 "
+    "--dataset_options.test_size 8 --epochs 1 --batch_size 8"
+)
+EXTRA_ARGUMENTS = {
+    "smoke": {
+        "classification_fashion-mnist_resnet20": f"{_TINY} --seeds 0",
+        "classification_digits_resnet20": f"{_TINY} --seeds 0",
+        "classification_fashion-mnist_efficientnet_lite0": f"{_LITE0_CPU} {_TINY} --seeds 0",
+        "classification_digits_efficientnet_lite0": f"{_LITE0_CPU} {_TINY} --seeds 0",
+        "fashion_mnist_ablation": f"{_TINY} --seeds 0",
+        "fashion_mnist_snap": f"{_TINY} --seeds 0",
+        "segmentation_compare": f"{_TINY_SCENES} '--classifier-overrides={_TINY}' --seeds 0",
+        "head_overhead": "--quick",
+        "segmentation_overhead": "--quick",
+        "openset": f"{_TINY} --seeds 0",
+        "new_classes": f"{_TINY} --seeds 0",
+        "sklearn_compare": "--train-size 200 --test-size 100",
+    },
+    "small": {  # seeds: each script's default, 0 1 2
+        "classification_fashion-mnist_resnet20": _FASHION_SMALL,
+        "classification_digits_resnet20": "--epochs 15 --eval_every 15",
+        "classification_fashion-mnist_efficientnet_lite0": (
+            f"{_LITE0_CPU} {_FASHION_SMALL} --warmup_epochs 0.3"
+        ),
+        "classification_digits_efficientnet_lite0": (
+            f"{_LITE0_CPU} --epochs 5 --eval_every 5 --warmup_epochs 0.5"
+        ),
+        "fashion_mnist_ablation": _FASHION_SMALL,
+        "fashion_mnist_snap": _FASHION_SMALL,
+        "segmentation_compare": "--dataset_options.train_size 600 --dataset_options.test_size "
+        f"300 --epochs 3 '--classifier-overrides={_FASHION_SMALL}'",
+        "head_overhead": "",  # the scripts' own rounds: a minute each
+        "segmentation_overhead": "",
+        "openset": _FASHION_SMALL,
+        "new_classes": _FASHION_SMALL,
+        "sklearn_compare": "--train-size 2000 --test-size 1000",
+    },
 }
 
 
@@ -94,66 +131,10 @@ def plan(budget: str) -> list[Step]:
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {BUDGETS}")
     if budget == "full":
-        return [
-            *(
-                Step(f"classification_{name}", "classification", ("--config", path))
-                for name, path in CLASSIFICATION_CONFIGS.items()
-            ),
-            Step("fashion_mnist_ablation", "fashion_mnist_ablation"),
-            Step("fashion_mnist_snap", "fashion_mnist_snap"),
-            Step("segmentation_compare", "segmentation_compare"),
-            Step("head_overhead", "head_overhead", trains=False),
-            Step("segmentation_overhead", "segmentation_overhead", trains=False),
-            Step("head_overhead_cuda", "head_overhead", ("--device", "cuda"), False, True),
-            Step(
-                "segmentation_overhead_cuda",
-                "segmentation_overhead",
-                ("--device", "cuda"),
-                False,
-                True,
-            ),
-            Step("openset", "openset"),
-            Step("new_classes", "new_classes"),
-            Step("sklearn_compare", "sklearn_compare", trains=False),
-        ]
-    fashion, digits = _split(_FASHION[budget]), _split(_DIGITS[budget])
-    lite0 = _split(_LITE0[budget])
-    # smoke runs Lite0 on the tiny recipes; small gives each Lite0 set its own
-    lite0_fashion = (*lite0, *fashion, *(("--warmup_epochs", "0.3") if budget == "small" else ()))
-    lite0_digits = (*lite0, *(digits if budget == "smoke" else _split(_LITE0_DIGITS[budget])))
-    config, seeds = CLASSIFICATION_CONFIGS, _SEEDS[budget]
-    steps = [
-        Step(
-            "classification_fashion-mnist_resnet20",
-            "classification",
-            ("--config", config["fashion-mnist_resnet20"], *fashion),
-        ),
-        Step(
-            "classification_digits_resnet20",
-            "classification",
-            ("--config", config["digits_resnet20"], *digits),
-        ),
-        Step(
-            "classification_fashion-mnist_efficientnet_lite0",
-            "classification",
-            ("--config", config["fashion-mnist_efficientnet_lite0"], *lite0_fashion),
-        ),
-        Step(
-            "classification_digits_efficientnet_lite0",
-            "classification",
-            ("--config", config["digits_efficientnet_lite0"], *lite0_digits),
-        ),
-        Step("fashion_mnist_ablation", "fashion_mnist_ablation", fashion),
-        Step("fashion_mnist_snap", "fashion_mnist_snap", fashion),
-        Step(
-            "segmentation_compare",
-            "segmentation_compare",
-            (*_split(_SCENES[budget]), f"--classifier-overrides={shlex.join(fashion)}"),
-        ),
-        Step("head_overhead", "head_overhead", _ROUNDS[budget], trains=False),
-        Step("segmentation_overhead", "segmentation_overhead", _ROUNDS[budget], trains=False),
-        Step("openset", "openset", fashion),
-        Step("new_classes", "new_classes", fashion),
-        Step("sklearn_compare", "sklearn_compare", _split(_SKLEARN[budget]), trains=False),
+        return list(STEPS)
+    extra = EXTRA_ARGUMENTS[budget]
+    return [
+        dataclasses.replace(step, args=(*step.args, *shlex.split(extra[step.name])))
+        for step in STEPS
+        if step.name in extra
     ]
-    return [Step(s.name, s.script, (*s.args, *seeds), s.trains) if s.trains else s for s in steps]

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import report_figures as figures
-from report_format import Results, claim, code, heading, image, mean_std, missing, pm, table
+from report_format import Results, claim, code, image, mean_std, opening, pm, table
 
 SCORE_NAMES = {
     "dnc/similarity": "DNC, similarity to the nearest sub-centroid",
@@ -20,9 +20,9 @@ NO_CLAIM = "no claim: the paper does not evaluate this; it is one of this librar
 
 def openset(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
     data = results.get("openset")
-    lines = [heading("6a. Rejecting unknown inputs (open set)", appendix), ""]
+    lines = opening("6a. Rejecting unknown inputs (open set)", data, "openset", results, appendix)
     if not data:
-        return lines + missing("openset", results.budget, appendix)
+        return lines
     config = data["config"]
     known_top1 = {
         head: mean_std([100 * run["top1_known"] for run in runs])
@@ -69,14 +69,14 @@ def openset(results: Results, report_dir: Path, draw: bool, appendix=False) -> l
         f"(AUROC {summary[best['near']]['near/auroc'][0]:.1f}), the best far-unknown score "
         f"{SCORE_NAMES.get(best['far'])} (AUROC {summary[best['far']]['far/auroc'][0]:.1f})."
     )
-    return lines + claim(NO_CLAIM, here[0].upper() + here[1:])
+    return lines + claim(NO_CLAIM, here)
 
 
 def new_classes(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
     data = results.get("new_classes")
-    lines = [heading("6b. Adding classes without retraining", appendix), ""]
+    lines = opening("6b. Adding classes without retraining", data, "new_classes", results, appendix)
     if not data:
-        return lines + missing("new_classes", results.budget, appendix)
+        return lines
     config = data["config"]
     rows, curves = [], {}
     for method, by_shots in data["results"].items():
@@ -128,14 +128,16 @@ def new_classes(results: Results, report_dir: Path, draw: bool, appendix=False) 
         "the output size is free: a class is added by adding its sub-centroids (section 1 of "
         "METHOD.md); the paper does not measure it."
     )
-    return lines + claim(paper, here[0].upper() + here[1:])
+    return lines + claim(paper, here)
 
 
 def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
     data = results.get("sklearn_compare")
-    lines = [heading("6c. `DNCClassifier` on fixed embeddings", appendix), ""]
+    lines = opening(
+        "6c. `DNCClassifier` on fixed embeddings", data, "sklearn_compare", results, appendix
+    )
     if not data:
-        return lines + missing("sklearn_compare", results.budget, appendix)
+        return lines
     sets = data.get("sets", {k: v for k, v in data.items() if k not in ("command", "machine")})
     command = data.get("command", "python benchmarks/sklearn_compare.py")
     verdicts = []
@@ -169,4 +171,4 @@ def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) ->
         "",
     ]
     here = "; ".join(verdicts) + "."
-    return lines + claim(NO_CLAIM, here[0].upper() + here[1:])
+    return lines + claim(NO_CLAIM, here)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import report_figures as figures
-from report_format import Results, claim, code, heading, image, missing, table
+from report_format import Results, claim, code, image, opening, table
 
 PAPER_TRAINING_RATIO = 1.05
 
@@ -41,9 +41,15 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
     candidates = ("head_overhead", "segmentation_overhead")
     candidates += tuple(f"{name}_cuda" for name in candidates)
     names = [name for name in candidates if results.get(name)]
-    lines = [heading("5. Cost: DNC against softmax, and the clustering update", appendix), ""]
+    lines = opening(
+        "5. Cost: DNC against softmax, and the clustering update",
+        names,
+        "head_overhead",
+        results,
+        appendix,
+    )
     if not names:
-        return lines + missing("head_overhead", results.budget, appendix)
+        return lines
     lines += [
         "Both heads of a pair run the same network with the same weights, interleaved round "
         "by round (medians). The DNC heads count every sample (pixel) as correctly "
@@ -120,4 +126,4 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
         + "."
     )
     paper = "DNC trains about 5% slower than softmax; inference cost is essentially unchanged."
-    return lines + claim(paper, here[0].upper() + here[1:])
+    return lines + claim(paper, here)

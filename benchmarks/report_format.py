@@ -77,19 +77,17 @@ def image(results: Results, name: str, report_dir: Path, alt: str) -> list[str]:
 
 
 def claim(paper: str, here: str) -> list[str]:
-    """The paper's claim and this reproduction's one-sentence verdict."""
-    return [f"> **Paper:** {paper}", ">", f"> **Here:** {here}", ""]
+    """The paper's claim and this reproduction's one-sentence verdict (capitalised here)."""
+    return [f"> **Paper:** {paper}", ">", f"> **Here:** {here[:1].upper()}{here[1:]}", ""]
 
 
-def heading(title: str, appendix: bool) -> str:
-    return f"### {title}" if appendix else f"## {title}"
-
-
-def missing(name: str, budget: str, appendix: bool) -> list[str]:
-    """What the report says for a table whose JSON is absent."""
+def opening(title: str, found: Any, step: str, results: Results, appendix: bool) -> list[str]:
+    """A section's first lines: its heading, or, when its JSON (``found``) is absent,
+    the command that would write it (nothing at all in the appendix)."""
+    heading = f"### {title}" if appendix else f"## {title}"
+    if found:
+        return [heading, ""]
     if appendix:
         return []
-    return [
-        f"Not run at this budget: `python -m benchmarks.run --budget {budget} --only {name}`.",
-        "",
-    ]
+    command = f"python -m benchmarks.run --budget {results.budget} --only {step}"
+    return [heading, "", f"Not run at this budget: `{command}`.", ""]

@@ -27,11 +27,11 @@ import traceback
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent
-ROOT = BENCHMARKS.parent
 if str(BENCHMARKS) not in sys.path:  # the scripts import one another as top-level modules
     sys.path.insert(0, str(BENCHMARKS))
 
-from benchmarks.plan import BUDGETS, Step, plan  # noqa: E402
+from common import ROOT, relative  # noqa: E402
+from plan import BUDGETS, Step, plan  # noqa: E402
 
 log = logging.getLogger("benchmarks")
 
@@ -40,15 +40,10 @@ def step_arguments(step: Step, budget: str, results_dir: Path, runs_dir: Path) -
     """The argv of ``step``'s ``main``: its own arguments plus where its outputs go."""
     if budget == "full" and results_dir == ROOT / "benchmarks/results/full":
         return list(step.args)  # the bare defaults: the recipe and folders of the script
-    where = ["--results", _relative(results_dir / step.name)]
+    where = ["--results", relative(results_dir / step.name)]
     if step.trains:
-        where += ["--out", _relative(runs_dir / step.name)]
+        where += ["--out", relative(runs_dir / step.name)]
     return [*step.args, *where]
-
-
-def _relative(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def run_step(step: Step, argv: list[str]) -> tuple[str, float]:
@@ -108,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             if not arguments.keep_going:
                 break
     if not arguments.no_render:
-        from benchmarks.render import render_report
+        from render import render_report
 
         if budget == "smoke":
             report = render_report(results_dir, arguments.report or results_dir / "RESULTS.md")

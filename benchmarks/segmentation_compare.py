@@ -21,7 +21,6 @@ Writes ``benchmarks/results/full/segmentation_compare.{json,md}`` (``--results``
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import shlex
@@ -30,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import FULL_RESULTS, ROOT, command_line, write_results
+from common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
 from deepnc.config import load_config
 
@@ -114,12 +113,9 @@ def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_parser(__doc__.splitlines()[0], "bench_segmentation", "segmentation_compare")
     parser.add_argument("--parts", nargs="+", choices=("compare", "transfer"),
                         default=["compare", "transfer"])  # fmt: skip
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", default=str(ROOT / "runs/bench_segmentation"))
-    parser.add_argument("--results", default=str(FULL_RESULTS / "segmentation_compare"))
     parser.add_argument(
         "--classifier-overrides", default="",
         help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as the driver imports the scripts
 
-from benchmarks.plan import BUDGETS, CLASSIFICATION_CONFIGS, plan  # noqa: E402
-from benchmarks.render import (  # noqa: E402
+from plan import BUDGETS, CLASSIFICATION_CONFIGS, plan  # noqa: E402
+from render import (  # noqa: E402
     README_BEGIN,
     README_END,
     SECTIONS,
@@ -25,7 +25,8 @@ from benchmarks.render import (  # noqa: E402
     report_markdown,
     with_readme_block,
 )
-from benchmarks.report_format import Results, mean_std  # noqa: E402
+from report_format import Results, mean_std  # noqa: E402
+from run import step_arguments  # noqa: E402
 
 SECTION_TITLES = (
     "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
@@ -48,17 +49,15 @@ def test_every_step_names_a_script_with_main_and_existing_configs():
         plan("huge")
 
 
-def test_the_small_budget_overrides_are_valid_config_keys():
-    from deepnc.config import load_config
-
+def test_the_plan_still_makes_the_commands_of_the_committed_small_results():
+    """Each committed JSON of the small budget was written by the command the plan gives."""
+    results, runs = ROOT / "benchmarks/results/small", ROOT / "runs/bench/small"
+    driver = json.loads((results / "driver.json").read_text())
     for step in plan("small"):
-        if step.script == "classification":
-            config_index = step.args.index("--config")
-            config = step.args[config_index + 1]
-            overrides = [
-                a for i, a in enumerate(step.args) if i not in (config_index, config_index + 1)
-            ]
-            load_config(ROOT / config, [a for a in overrides if a != "--seeds"]).validate()
+        argv = step_arguments(step, "small", results, runs)
+        command = shlex.join(["python", f"benchmarks/{step.script}.py", *argv])
+        assert driver["steps"][step.name]["command"] == command
+        assert json.loads((results / f"{step.name}.json").read_text())["command"] == command
 
 
 def test_an_empty_results_folder_says_how_to_run_each_table(tmp_path):
@@ -145,3 +144,39 @@ def test_the_classification_verdict_follows_the_numbers(tmp_path, dnc, softmax, 
     assert f"{difference:+.2f}" in here and f"reproduction {verdict} with the claim" in here
     # 2 epochs of 100 // 10 steps at momentum 0.999: 0.999 ** 20 of the seed is left
     assert "With 20 updates" in here and f"{0.999**20:.0%}" in here
+
+
+def _ablation_json(random_pairwise: float) -> dict:
+    def row(group, variant, top1, pairwise, share, change):
+        return {
+            "group": group, "variant": variant, "top1": [top1] * 3, "top1_mean": top1,
+            "top1_std": 0.0, "seeds": [0, 1, 2], "pairwise_cosine": pairwise,
+            "smallest_share": share, "nearest_training_cosine": 0.9,
+            "change": {"head": "dnc", "head_options": change},
+        }  # fmt: skip
+
+    recipe = {"epochs": 4, "batch_size": 100, "train_subset": 1000, "head_options": {}}
+    rows = [
+        row("paper", "paper settings", 90.0, 0.30, 0.20, {}),
+        row("assignment", "nearest", 80.0, 0.50, 0.01, {"assignment": "nearest"}),
+        row("assignment", "random", 89.0, random_pairwise, 0.25, {"assignment": "random"}),
+    ]
+    return {
+        "command": "python benchmarks/fashion_mnist_ablation.py",
+        "recipe": recipe,
+        "rows": rows,
+    }
+
+
+@pytest.mark.parametrize(
+    ("random_pairwise", "said"), [(0.99, "a collapse"), (0.40, "not a collapse")]
+)
+def test_the_ablation_verdict_says_whether_random_assignment_collapses(
+    tmp_path, random_pairwise, said
+):
+    results = Results(tmp_path, {"fashion_mnist_ablation": _ablation_json(random_pairwise)})
+    here = next(line for line in SECTIONS[1](results, tmp_path, False) if "**Here:**" in line)
+    assert f"mean cosine of {random_pairwise:.3f} against 0.300 with Sinkhorn, {said}" in here
+    assert "least-used sub-centroid 0.010 of a class against 0.200" in here
+    # 4 epochs of 1000 // 100 steps: 0.999 ** 40 of the seed is left
+    assert "With at most 40 updates" in here and f"{0.999**40:.0%}" in here
