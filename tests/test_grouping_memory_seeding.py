@@ -99,11 +99,15 @@ def test_kmeans_plus_plus_never_picks_padding_and_repeats_when_short():
 
 
 def test_keep_per_class_caps_each_class():
+    from deepnc.counter_random import random_bits
     from deepnc.grouping import keep_per_class
 
     labels = torch.tensor([0] * 10 + [1] * 2 + [2] * 5)
-    keep = keep_per_class(labels, 3, 3, generator=torch.Generator().manual_seed(0))
+    keys = random_bits(torch.tensor(0), len(labels), seed=0, salt=1)
+    keep = keep_per_class(labels, 3, 3, keys)
     assert torch.bincount(labels[keep], minlength=3).tolist() == [3, 2, 3]
+    other = keep_per_class(labels, 3, 3, random_bits(torch.tensor(1), len(labels), seed=0, salt=1))
+    assert not torch.equal(keep, other)  # another step draws another subset
 
 
 @settings(max_examples=30, deadline=None)

@@ -13,7 +13,9 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_range",
+    "check_target_values",
     "check_targets",
+    "out_of_range",
 ]
 
 
@@ -72,14 +74,12 @@ def check_features(features: object, in_features: int) -> None:
         )
 
 
-def check_targets(
-    targets: object, features: torch.Tensor, num_classes: int, ignore_index: int
-) -> None:
+def check_targets(targets: object, features: torch.Tensor) -> None:
     """Targets must be integer ``(N,)`` for ``(N, D)`` features, ``(B, H, W)`` for maps.
 
     Dense targets may have a different spatial size than the feature map (they are
-    resized by the head); their values must lie in ``[0, num_classes)`` or equal
-    ``ignore_index``.
+    resized by the head). Only types, shapes and devices are checked here (no sync);
+    values are checked by :func:`check_target_values`.
     """
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
@@ -100,7 +100,20 @@ def check_targets(
         raise ValueError(
             f"targets must be on the device of features ({features.device}), got {targets.device}"
         )
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= num_classes))
+
+
+def out_of_range(targets: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """Bool mask of the targets that are neither a class in ``[0, C)`` nor ignored."""
+    return (targets != ignore_index) & ((targets < 0) | (targets >= num_classes))
+
+
+def check_target_values(targets: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Targets must lie in ``[0, num_classes)`` or equal ``ignore_index``.
+
+    This reads the targets back to the host (a sync): the head calls it on its first
+    updates only, unless asked to on every one (see ``DNCHead(validate=...)``).
+    """
+    bad = out_of_range(targets, num_classes, ignore_index)
     if bool(bad.any()):
         values = torch.unique(targets[bad])[:10].tolist()
         raise ValueError(

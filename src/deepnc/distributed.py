@@ -22,30 +22,42 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+def all_gather_rows(tensor: torch.Tensor, *, check_sizes: bool = False) -> torch.Tensor:
     """Concatenate along dimension 0 the tensors of all processes, in rank order.
 
-    Processes may hold different numbers of rows (the rest of the shape must agree):
-    rows are padded to the largest count for the collective and trimmed after.
+    Every process must hold the same number of rows (``DistributedSampler`` gives every
+    process the same number of samples, so the same batch sizes): one collective, and
+    nothing read back to the host.
 
     Args:
-        tensor: ``(M_r, ...)`` on this process.
+        tensor: ``(M, ...)`` on this process, the same shape on every process.
+        check_sizes: first compare the row counts of all processes and raise a clear
+            error where they differ (one more collective and a host sync; the head
+            does it on its first updates).
 
     Returns:
-        ``(sum_r M_r, ...)``; ``tensor`` itself without a process group.
+        ``(world_size * M, ...)``; ``tensor`` itself without a process group.
+
+    Raises:
+        ValueError: with ``check_sizes``, when the processes hold different row counts.
     """
     if not is_distributed():
         return tensor
     size = world_size()
-    count = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
-    counts = [torch.empty_like(count) for _ in range(size)]
-    dist.all_gather(counts, count)
-    sizes = [int(c) for c in counts]
-    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
-    gathered = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(gathered, padded.contiguous())
-    return torch.cat([part[:n] for part, n in zip(gathered, sizes, strict=True)])
+    if check_sizes:
+        count = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
+        counts = [torch.empty_like(count) for _ in range(size)]
+        dist.all_gather(counts, count)
+        sizes = [int(c) for c in counts]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                "every process must give the DNC head the same number of samples per step "
+                f"(use a DistributedSampler), got {sizes} on ranks 0..{size - 1}"
+            )
+    tensor = tensor.contiguous()
+    gathered = [torch.empty_like(tensor) for _ in range(size)]
+    dist.all_gather(gathered, tensor)  # gloo has no all_gather_into_tensor
+    return torch.cat(gathered)
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:

@@ -1,22 +1,32 @@
-"""Group a flat batch of labelled samples into padded per-class slots, with no class loop.
+"""Group a flat batch of labelled samples by class, with no class loop.
 
 The clustering of DNC solves one small problem per class. The samples of a batch
 arrive flat, ``(M, D)`` with labels ``(M,)``; this module computes, with sorting and
-scatter only, where each sample goes in a padded ``(C', N_max)`` layout (C' = the
-classes present), so that batched solvers such as :func:`deepnc.sinkhorn.sinkhorn`
-can run every class at once. Only indices are padded, never the features.
+scatter only, where each sample goes.
+
+Two kinds of layout live here. The training step uses the static ones, whose shapes
+depend on the batch's *shape* only, never on its labels, and which never read a value
+back to the host: :func:`class_counts`, :func:`rank_within_class`,
+:func:`keep_per_class` and :func:`class_slots` (a fixed number of class slots with a
+validity mask). Seeding and scoring outside the step use the compact, data-dependent
+ones, :func:`group_by_class` (a padded ``(C', N_max)`` layout of the classes present)
+and :func:`chunk_by_class`, which size their outputs from the counts (a host sync).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
     "ClassChunks",
     "ClassGroups",
+    "ClassSlots",
     "chunk_by_class",
+    "class_counts",
+    "class_slots",
     "group_by_class",
     "keep_per_class",
     "rank_within_class",
@@ -49,6 +59,42 @@ class ClassGroups:
         return padded * self.mask.view(shape).to(padded.dtype)
 
 
+class ClassSlots(NamedTuple):
+    """A fixed number S of class slots for one update, whatever the labels.
+
+    A batch of M samples touches at most ``min(M, C)`` classes, so S = ``min(M, C)``
+    slots always suffice; slots beyond the classes present are marked invalid and
+    must change nothing.
+
+    Attributes:
+        classes: ``(S,)`` int64 distinct classes, the present ones first, ascending.
+        valid: ``(S,)`` bool, True for the slots of present classes.
+        ids: ``(M,)`` int64 slot of each sample, ``S`` for a sample left out.
+    """
+
+    classes: torch.Tensor
+    valid: torch.Tensor
+    ids: torch.Tensor
+
+
+def class_counts(
+    labels: torch.Tensor, num_classes: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(num_classes,)`` int64 samples per class, like ``bincount`` but without a sync.
+
+    CUDA's ``bincount`` reads the labels' minimum and maximum back to the host even
+    with ``minlength``; ``index_add_`` does not.
+
+    Args:
+        labels: ``(M,)`` int64 in ``[0, num_classes)``.
+        weights: ``(M,)`` bool or int, how much each sample counts (default 1).
+    """
+    if weights is None:
+        weights = torch.ones_like(labels)
+    counts = torch.zeros(num_classes, dtype=torch.long, device=labels.device)
+    return counts.index_add_(0, labels, weights.long())
+
+
 def rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Position of each sample among the samples of its class, in input order.
 
@@ -58,34 +104,62 @@ def rank_within_class(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     Returns:
         ``(M,)`` int64; the first sample of each class gets 0, the next 1, and so on.
     """
-    order = torch.argsort(labels, stable=True)
-    counts = torch.bincount(labels, minlength=num_classes)
+    return _rank_in_order(labels, num_classes, torch.argsort(labels, stable=True))
+
+
+def _rank_in_order(labels: torch.Tensor, num_classes: int, order: torch.Tensor) -> torch.Tensor:
+    """Rank within class of each sample, given ``order`` that sorts the labels."""
+    counts = class_counts(labels, num_classes)
     starts = torch.cumsum(counts, dim=0) - counts
     sorted_rank = torch.arange(labels.numel(), device=labels.device) - starts[labels[order]]
-    rank = torch.empty_like(labels)
-    rank[order] = sorted_rank
-    return rank
+    return torch.empty_like(labels).scatter_(0, order, sorted_rank)
 
 
 def keep_per_class(
-    labels: torch.Tensor,
-    num_classes: int,
-    max_per_class: int,
-    *,
-    generator: torch.Generator | None = None,
+    labels: torch.Tensor, num_classes: int, max_per_class: int, keys: torch.Tensor
 ) -> torch.Tensor:
-    """``(M,)`` bool: a uniformly random subset of at most ``max_per_class`` per class.
+    """``(M,)`` bool: a random subset of exactly ``min(count, max_per_class)`` per class.
+
+    The samples of each class are ranked by ``keys`` and the first ``max_per_class``
+    kept, so the subset is uniformly random when the keys are.
 
     Args:
         labels: ``(M,)`` int64 class of each sample, in ``[0, num_classes)``.
-        generator: CPU generator of the subset, so that it is reproducible.
+        keys: ``(M,)`` int64 in ``[0, 2**32)`` random keys (see
+            :func:`deepnc.counter_random.random_bits`).
     """
-    counts = torch.bincount(labels, minlength=num_classes)
-    return _rank(labels, num_classes, counts, max_per_class, generator) < max_per_class
+    order = torch.argsort(labels * 2**32 + keys)
+    return _rank_in_order(labels, num_classes, order) < max_per_class
+
+
+def class_slots(labels: torch.Tensor, include: torch.Tensor | None, num_classes: int) -> ClassSlots:
+    """The :class:`ClassSlots` of the included samples of a batch.
+
+    Args:
+        labels: ``(M,)`` int64 in ``[0, num_classes)``.
+        include: ``(M,)`` bool, the samples that take part (default all).
+
+    Returns:
+        ``min(M, num_classes)`` slots; shapes depend on ``M`` and ``num_classes`` only.
+    """
+    device = labels.device
+    num_slots = min(labels.numel(), num_classes)
+    if include is not None:
+        labels = labels.masked_fill(~include, num_classes)  # left out: an extra class
+    present = class_counts(labels, num_classes + 1)[:num_classes] > 0
+    classes = torch.argsort((~present).to(torch.uint8), stable=True)[:num_slots]
+    valid = present[classes]
+    slot = torch.where(valid, torch.arange(num_slots, device=device), num_slots)
+    slot_of_class = torch.full((num_classes + 1,), num_slots, dtype=torch.long, device=device)
+    slot_of_class[classes] = slot
+    return ClassSlots(classes=classes, valid=valid, ids=slot_of_class[labels])
 
 
 def _rank(labels, num_classes, counts, max_per_class, generator) -> torch.Tensor:
-    """Rank within class, in a random order when some class exceeds ``max_per_class``."""
+    """Rank within class, in a random order when some class exceeds ``max_per_class``.
+
+    For seeding (a host step): it reads the largest count back to the host.
+    """
     if max_per_class is None or not labels.numel() or int(counts.max()) <= max_per_class:
         return rank_within_class(labels, num_classes)
     shuffle = torch.randperm(labels.numel(), generator=generator).to(labels.device)
@@ -115,7 +189,7 @@ def group_by_class(
         A :class:`ClassGroups` over the classes that have at least one sample.
     """
     device = labels.device
-    counts = torch.bincount(labels, minlength=num_classes)
+    counts = class_counts(labels, num_classes)
     rank = _rank(labels, num_classes, counts, max_per_class, generator)
     if max_per_class is not None:
         counts = counts.clamp(max=max_per_class)
@@ -169,7 +243,7 @@ def chunk_by_class(labels: torch.Tensor, num_classes: int) -> ClassChunks:
     Returns:
         A :class:`ClassChunks` with at most ``M / width + classes present`` rows.
     """
-    counts = torch.bincount(labels, minlength=num_classes)
+    counts = class_counts(labels, num_classes)
     present = max(int((counts > 0).sum()), 1)
     width = max(-(-labels.numel() // present), 1)
     chunks = (counts + width - 1) // width

@@ -21,12 +21,18 @@ from deepnc._validate import (
     check_features,
     check_positive_float,
     check_positive_int,
+    check_target_values,
     check_targets,
+    out_of_range,
 )
+from deepnc.grouping import ClassSlots, class_slots
 from deepnc.memory import ClassMemory
 from deepnc.subcentroids import SubCentroidBank
 
-__all__ = ["DNCHead"]
+__all__ = ["CHECKED_UPDATES", "VALIDATE_MODES", "DNCHead"]
+
+VALIDATE_MODES = ("first", "always", "deferred")
+CHECKED_UPDATES = 10  # updates whose inputs validate="first" checks at once (eager mode)
 
 
 class DNCHead(nn.Module):
@@ -57,6 +63,18 @@ class DNCHead(nn.Module):
             method's embedding normalisation; its parameters belong to the embedding).
         nonfinite: what to do with NaN/Inf features during an update: ``"skip"`` them
             with a warning, or ``"raise"`` a ValueError. They never reach the bank.
+        validate: when the values of the inputs of an update are checked (types and
+            shapes always are, at no cost). Targets outside ``[0, C)`` that are not
+            ``ignore_index``, and NaN/Inf features, are always left out of the update
+            on the device, so they never reach a sub-centroid; reporting them needs the
+            host to read the device (a sync), hence the choice:
+            ``"first"`` (default): at once on the first ``CHECKED_UPDATES`` (10)
+            updates of this head in eager mode, where a wrong label space or a broken
+            input pipeline shows up; after that, and inside ``torch.compile``, counted
+            on the device and reported by :meth:`check_inputs` (the trainer calls it
+            at every epoch's end). ``"always"``: at once on every update (one sync per
+            step; it breaks a compiled graph). ``"deferred"``: only by
+            :meth:`check_inputs`.
         seed: seeds the random draws of seeding and subsampling.
 
     Example:
@@ -68,6 +86,10 @@ class DNCHead(nn.Module):
         >>> head(torch.randn(2, 8, 5, 5)).shape  # feature maps work too
         torch.Size([2, 3, 5, 5])
     """
+
+    bad_targets: torch.Tensor
+    bad_target_value: torch.Tensor
+    nonfinite_samples: torch.Tensor
 
     def __init__(
         self,
@@ -87,6 +109,7 @@ class DNCHead(nn.Module):
         ignore_index: int = -100,
         layer_norm: bool = True,
         nonfinite: str = "skip",
+        validate: str = "first",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -111,6 +134,12 @@ class DNCHead(nn.Module):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = ignore_index
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
+        self.validate = check_choice("validate", validate, VALIDATE_MODES)
+        self._checked_updates = 0  # host-side: updates checked at once so far
+        # What updates left out since the last check_inputs(): counted on the device.
+        # Not persistent: a checkpoint carries the model, not pending complaints.
+        for name in ("bad_targets", "bad_target_value", "nonfinite_samples"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long), persistent=False)
         self._bank_options = dict(
             momentum=momentum,
             momentum_warmup=momentum_warmup,
@@ -160,6 +189,10 @@ class DNCHead(nn.Module):
     def forward(self, features: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Logits, and in training mode with targets, one sub-centroid update.
 
+        Once every class is seeded the update makes no host-device sync (see
+        ``validate``), and the whole train-mode forward compiles as one graph
+        (``torch.compile(head, fullgraph=True)``).
+
         Args:
             features: ``(N, D)`` vectors or ``(B, D, H, W)`` feature maps, any float dtype.
             targets: ``(N,)`` or ``(B, H', W')`` int64 class indices (or
@@ -174,12 +207,18 @@ class DNCHead(nn.Module):
             targets = self._pending_targets
         update = self.training and targets is not None
         if update:
-            check_targets(targets, features, self.num_classes, self.ignore_index)
+            check_targets(targets, features)
+            checked = self._check_at_once(targets)
         embedded, similarities = self._similarities(features, keep_graph=torch.is_grad_enabled())
-        logits = similarities.amax(dim=-1) / self.tau  # (..., C)
+        class_scores = similarities.amax(dim=-1)  # (..., C)
+        logits = class_scores / self.tau
         if update:
             self._update(
-                embedded.detach(), similarities.detach(), self._flat_targets(targets, features)
+                embedded.detach(),
+                similarities.detach(),
+                class_scores.detach(),
+                self._flat_targets(targets, features),
+                checked=checked,
             )
         if features.dim() == 4:
             logits = logits.permute(0, 3, 1, 2).contiguous()
@@ -192,9 +231,76 @@ class DNCHead(nn.Module):
         Args: as :meth:`forward`; the targets are required.
         """
         check_features(features, self.in_features)
-        check_targets(targets, features, self.num_classes, self.ignore_index)
+        check_targets(targets, features)
+        checked = self._check_at_once(targets)
         embedded, similarities = self._similarities(features, keep_graph=False)
-        self._update(embedded, similarities, self._flat_targets(targets, features))
+        flat = self._flat_targets(targets, features)
+        self._update(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
+
+    @torch.no_grad()
+    def seed(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Seed the unseeded classes present, by k-means++, and move nothing else.
+
+        A host-side step (it syncs), meant to run before training, so that a compiled
+        training step never meets an unseeded class; see
+        :func:`deepnc.targets.seed_heads` for a pass over a model and its batches.
+
+        Args: as :meth:`update`.
+
+        Returns:
+            ``(C,)`` bool, the classes this call seeded.
+        """
+        check_features(features, self.in_features)
+        check_targets(targets, features)
+        check_target_values(targets, self.num_classes, self.ignore_index)
+        labels = self._flat_targets(targets, features)
+        embedded = self.embed(features).reshape(-1, self.in_features)
+        keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
+        return self.bank.initialise(embedded, labels.masked_fill(~keep, 0), include=keep)
+
+    def check_inputs(self) -> None:
+        """Report the bad inputs that updates left out since the last call, and forget them.
+
+        Reads three device counters (one sync): call it at logging time, not per step.
+
+        Raises:
+            ValueError: targets outside ``[0, C)`` that were not ``ignore_index`` were
+                met, or NaN/Inf features with ``nonfinite="raise"``.
+
+        Warns:
+            UserWarning: NaN/Inf features were skipped (``nonfinite="skip"``).
+        """
+        bad, example, nonfinite = torch.stack(
+            [self.bad_targets, self.bad_target_value, self.nonfinite_samples]
+        ).tolist()
+        self.bad_targets.zero_()
+        self.nonfinite_samples.zero_()
+        if bad:
+            raise ValueError(
+                f"targets must be class indices in [0, {self.num_classes}) or ignore_index = "
+                f"{self.ignore_index}: {bad} target(s) were not (for example {example}) and "
+                "were left out of the sub-centroid updates since the last check"
+            )
+        if nonfinite:
+            message = f"{nonfinite} sample(s) with NaN or Inf features"
+            if self.nonfinite == "raise":
+                raise ValueError(
+                    f"features must be finite: {message} were left out of the sub-centroid "
+                    "updates since the last check"
+                )
+            warnings.warn(f"{message} were left out of the sub-centroid updates", stacklevel=2)
+
+    def _check_at_once(self, targets: torch.Tensor) -> bool:
+        """Check the target values now if ``validate`` says so; whether the update should
+        also check its features at once (a host-side decision, never traced)."""
+        if torch.compiler.is_compiling() or self.validate == "deferred":
+            return False
+        if self.validate == "first":
+            if self._checked_updates >= CHECKED_UPDATES:
+                return False
+            self._checked_updates += 1
+        check_target_values(targets, self.num_classes, self.ignore_index)
+        return True
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised embedding: LayerNorm then L2, fp32, ``(N, D)`` or ``(B, H, W, D)``."""
@@ -228,59 +334,104 @@ class DNCHead(nn.Module):
     # ----------------------------------------------------------------- update
     @torch.no_grad()
     def _update(
-        self, embedded: torch.Tensor, similarities: torch.Tensor, labels: torch.Tensor
+        self,
+        embedded: torch.Tensor,
+        similarities: torch.Tensor,
+        class_scores: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        checked: bool,
     ) -> None:
+        """One update, on the device: samples left out are masked, never copied out.
+
+        Args:
+            embedded: ``(N, D)`` or ``(B, H, W, D)`` normalised features.
+            similarities: ``(..., C, K)`` their cosines to every sub-centroid.
+            class_scores: ``(..., C)`` the best cosine of each class.
+            labels: ``(M,)`` int64 flat targets, M = N or B*H*W.
+            checked: report NaN/Inf features at once (a sync) instead of counting them.
+        """
         dense = embedded.dim() == 4
         embedded = embedded.reshape(-1, self.in_features)
         similarities = similarities.reshape(-1, self.num_classes, self.num_subcentroids)
-        keep = labels != self.ignore_index
+        class_scores = class_scores.reshape(-1, self.num_classes)
+        if labels.numel() == 0:
+            self.bank.num_updates += 1
+            return
         finite = torch.isfinite(embedded).all(dim=1)
-        if not bool(finite.all()):
-            skipped = int((~finite & keep).sum())
-            message = f"{skipped} sample(s) with NaN or Inf features"
-            if self.nonfinite == "raise":
-                raise ValueError(f"features must be finite: {message}")
-            warnings.warn(f"{message} left out of the sub-centroid update", stacklevel=3)
-            keep &= finite
-        # A constant feature vector normalises to zero: it has no direction to cluster.
-        keep &= embedded.abs().amax(dim=1) > 0
-        embedded, similarities, labels = embedded[keep], similarities[keep], labels[keep]
-        correct = self._correctly_classified(similarities, labels)
-        own = similarities[torch.arange(labels.numel(), device=labels.device), labels]
-        embedded, own, labels, correct = _gather(embedded, own, labels, correct)
+        if checked:
+            self._report_nonfinite(finite, labels)
+        correct = class_scores.argmax(dim=-1) == labels
+        safe = labels.clamp(0, self.num_classes - 1)
+        own = similarities[torch.arange(labels.numel(), device=labels.device), safe]  # (M, K)
+        embedded, own, labels, correct, finite = _gather(
+            embedded, own, labels, correct, finite, check_sizes=checked
+        )
+        keep = self._usable(embedded, labels, finite)
+        if not checked:
+            self._count_left_out(labels, finite)
+        labels = labels.masked_fill(~keep, 0)
+        correct &= keep
+        own = torch.where(keep.unsqueeze(1), own, 0.0)
 
-        self.bank.record_accuracy(labels, correct)
+        self.bank.record_accuracy(labels, correct, include=keep)
         if self.memory is None or dense:
             self.bank.update(
-                embedded, labels, correct, scores=own, max_per_class=self.max_pixels_per_class
+                embedded,
+                labels,
+                correct,
+                scores=own,
+                max_per_class=self.max_pixels_per_class,
+                include=keep,
             )
             return
         was_initialised = self.bank.initialised.clone()
-        self.bank.initialise(embedded, labels)
-        fresh = correct | ~was_initialised[labels]  # first features of a class seed it
-        self.memory.push(embedded[fresh], labels[fresh])
-        usable = correct & was_initialised[labels]
-        classes = torch.nonzero(torch.bincount(labels[usable], minlength=self.num_classes))
-        self._step_from_memory(classes.squeeze(1))
+        self.bank.initialise(embedded, labels, include=keep)  # nothing once all are seeded
+        seeded = was_initialised[labels]
+        self.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
+        self._step_from_memory(class_slots(labels, correct & seeded, self.num_classes))
 
-    @staticmethod
-    def _correctly_classified(similarities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``(M,)`` bool: the nearest sub-centroid of sample m belongs to its class."""
-        return similarities.amax(dim=-1).argmax(dim=-1) == labels
+    def _usable(
+        self, embedded: torch.Tensor, labels: torch.Tensor, finite: torch.Tensor
+    ) -> torch.Tensor:
+        """``(M,)`` bool: a class label, finite features, and a direction to cluster (a
+        constant feature vector normalises to zero)."""
+        in_range = (labels >= 0) & (labels < self.num_classes) & (labels != self.ignore_index)
+        return in_range & finite & (embedded.abs().amax(dim=1) > 0)
 
-    def _step_from_memory(self, classes: torch.Tensor) -> None:
-        """Cluster the memory of ``classes`` (``(C',)``) and move their sub-centroids."""
+    def _report_nonfinite(self, finite: torch.Tensor, labels: torch.Tensor) -> None:
+        """Raise or warn now about NaN/Inf features of samples not ignored (a sync)."""
+        skipped = int((~finite & (labels != self.ignore_index)).sum())
+        if not skipped:
+            return
+        message = f"{skipped} sample(s) with NaN or Inf features"
+        if self.nonfinite == "raise":
+            raise ValueError(f"features must be finite: {message}")
+        warnings.warn(f"{message} left out of the sub-centroid update", stacklevel=4)
+
+    def _count_left_out(self, labels: torch.Tensor, finite: torch.Tensor) -> None:
+        """Count, on the device, what :meth:`check_inputs` will report."""
+        bad = out_of_range(labels, self.num_classes, self.ignore_index)
+        self.bad_targets += bad.sum()
+        example = torch.where(bad, labels, torch.iinfo(torch.long).min).amax()
+        self.bad_target_value.copy_(torch.where(bad.any(), example, self.bad_target_value))
+        self.nonfinite_samples += (~finite & (labels != self.ignore_index)).sum()
+
+    def _step_from_memory(self, slots: ClassSlots) -> None:
+        """Cluster the memories of the slots' classes (``S`` of them) and move them."""
         memory = self.memory
         assert memory is not None
-        filled = memory.filled()[classes]  # (C', L)
-        stored = memory.features[classes]  # (C', L, D)
+        classes = slots.classes
+        filled = memory.filled()[classes] & slots.valid.unsqueeze(1)  # (S, L)
+        stored = memory.features[classes]  # (S, L, D)
         scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
-        labels = classes.repeat_interleave(memory.length)
+        slot = torch.arange(classes.numel(), device=classes.device).unsqueeze(1)
+        ids = torch.where(filled, slot, classes.numel()).view(-1)  # empty slots left out
         self.bank.step(
             stored.view(-1, self.in_features),
-            labels,
+            None,
             scores.reshape(-1, self.num_subcentroids),
-            include=filled.view(-1),  # empty slots are left out without a copy
+            slots=ClassSlots(classes=classes, valid=slots.valid, ids=ids),
         )
 
     def extra_repr(self) -> str:
@@ -292,16 +443,26 @@ class DNCHead(nn.Module):
 
 
 def _gather(
-    embedded: torch.Tensor, own: torch.Tensor, labels: torch.Tensor, correct: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All-gather the update's samples from every process in one collective."""
+    embedded: torch.Tensor,
+    own: torch.Tensor,
+    labels: torch.Tensor,
+    correct: torch.Tensor,
+    finite: torch.Tensor,
+    *,
+    check_sizes: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All-gather every row of the update from every process in one collective.
+
+    Every row travels, left-out ones included (they are masked after), so that all
+    processes send the same number of rows and nothing is read back to the host.
+    """
     if not distributed.is_distributed():
-        return embedded, own, labels, correct
+        return embedded, own, labels, correct, finite
     dim, num_k = embedded.shape[1], own.shape[1]
-    packed = torch.cat(
-        [embedded, own, labels.unsqueeze(1).float(), correct.unsqueeze(1).float()], 1
-    )
-    packed = distributed.all_gather_rows(packed)
+    flags = torch.stack([labels.float(), correct.float(), finite.float()], dim=1)
+    packed = torch.cat([embedded, own, flags], dim=1)
+    packed = distributed.all_gather_rows(packed, check_sizes=check_sizes)
     embedded, own = packed[:, :dim], packed[:, dim : dim + num_k]
-    labels, correct = packed[:, dim + num_k].long(), packed[:, dim + num_k + 1].bool()
-    return embedded, own, labels, correct
+    labels = packed[:, dim + num_k].long()
+    correct, finite = packed[:, dim + num_k + 1].bool(), packed[:, dim + num_k + 2].bool()
+    return embedded, own, labels, correct, finite

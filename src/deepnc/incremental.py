@@ -157,6 +157,7 @@ def add_classes(
     _resize_classes(head.bank, keep, new)
     head.bank.subcentroids[first:] = subcentroids.to(device)
     head.bank.initialised[first:] = True
+    head.bank.mark_seeded()
     if head.memory is not None:
         _resize_classes(head.memory, keep, new)
         head.memory.push(embedded.to(device), labels.to(device) + first)
@@ -179,6 +180,7 @@ def remove_classes(head: DNCHead, classes: Sequence[int]) -> list[int]:
         raise ValueError("cannot remove every class")
     keep = torch.tensor(remaining, device=head.subcentroids.device)
     _resize_classes(head.bank, keep, 0)
+    head.bank.mark_seeded()
     if head.memory is not None:
         _resize_classes(head.memory, keep, 0)
     return remaining

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deepnc._validate import check_positive_int
-from deepnc.grouping import rank_within_class
+from deepnc.grouping import class_counts, rank_within_class
 
 __all__ = ["ClassMemory"]
 
@@ -54,24 +54,42 @@ class ClassMemory(nn.Module):
         self.register_buffer("pointer", torch.zeros(num_classes, dtype=torch.long))
 
     @torch.no_grad()
-    def push(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Append features to the queues of their classes.
+    def push(
+        self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None
+    ) -> None:
+        """Append features to the queues of their classes, on the device, without a sync.
 
         When a class receives more than L features at once, only its last L are kept.
 
         Args:
             features: ``(M, D)`` features (detached by this method).
             labels: ``(M,)`` int64 class of each, in ``[0, C)``.
+            include: ``(M,)`` bool, the rows to push (default all); the others are
+                skipped without being copied out of the batch.
         """
-        if features.numel() == 0:
+        if features.shape[0] == 0:
             return
         labels = labels.to(self.count.device)
-        incoming = torch.bincount(labels, minlength=self.num_classes)
-        rank = rank_within_class(labels, self.num_classes)
-        keep = rank >= incoming[labels] - self.length  # the last L of each class
-        slot = (self.pointer[labels] + rank) % self.length
+        if include is not None:
+            labels = labels.masked_fill(~include, self.num_classes)  # an extra, unused class
+        incoming = class_counts(labels, self.num_classes + 1)
+        rank = rank_within_class(labels, self.num_classes + 1)
+        written = labels < self.num_classes
+        written &= rank >= incoming[labels] - self.length  # the last L of each class
+        safe = labels.clamp(max=self.num_classes - 1)
+        slot = safe * self.length + (self.pointer[safe] + rank) % self.length
         flat = self.features.view(-1, self.dim)
-        flat[(labels * self.length + slot)[keep]] = features.detach()[keep].to(flat.dtype)
+        values = features.detach().to(flat.dtype)
+        # Rows that write nothing copy the first written row onto its own slot (or, with
+        # none, slot 0 onto itself): duplicates then carry equal values, so the result
+        # does not depend on the order in which index_copy_ applies them.
+        anchor = torch.argmax(written.to(torch.uint8)).view(1)  # a tensor: no .item()
+        any_written = written.any()
+        anchor_slot = torch.where(any_written, slot.index_select(0, anchor), 0)
+        anchor_value = torch.where(any_written, values.index_select(0, anchor), flat[:1])
+        slot = torch.where(written, slot, anchor_slot)
+        flat.index_copy_(0, slot, torch.where(written.unsqueeze(1), values, anchor_value))
+        incoming = incoming[: self.num_classes]
         self.pointer.copy_((self.pointer + incoming) % self.length)
         self.count.copy_((self.count + incoming).clamp(max=self.length))
 

@@ -16,6 +16,7 @@ import math
 import torch
 
 from deepnc._validate import check_positive_float, check_positive_int
+from deepnc.grouping import class_counts
 
 __all__ = ["sinkhorn", "sinkhorn_segments"]
 
@@ -123,7 +124,7 @@ def sinkhorn_segments(
     check_positive_int("iterations", iterations)
     dtype = torch.promote_types(scores.dtype, torch.float32)  # never iterate in fp16/bf16
     num_clusters = scores.shape[1]
-    sizes = torch.bincount(segments, minlength=num_segments).clamp(min=1).to(dtype)
+    sizes = class_counts(segments, num_segments).clamp(min=1).to(dtype)
     log_row_mass = -sizes.log()[segments].unsqueeze(1)  # log(1/N_b) of each sample, (M, 1)
     log_col_mass = -math.log(num_clusters)
     log_q = scores.to(dtype) / eps

@@ -17,7 +17,15 @@ from torch import nn
 
 from deepnc import distributed
 from deepnc._validate import check_choice, check_positive_float, check_positive_int, check_range
-from deepnc.grouping import chunk_by_class, group_by_class, keep_per_class
+from deepnc.counter_random import random_bits
+from deepnc.grouping import (
+    ClassSlots,
+    chunk_by_class,
+    class_counts,
+    class_slots,
+    group_by_class,
+    keep_per_class,
+)
 from deepnc.seeding import kmeans_plus_plus
 from deepnc.sinkhorn import sinkhorn_segments
 
@@ -127,8 +135,16 @@ class SubCentroidBank(nn.Module):
         self.register_buffer("correct", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("class_updates", torch.zeros(num_classes, dtype=torch.long))
+        self._all_seeded = False  # mirrors initialised.all(), refreshed on the host only
+        self.register_load_state_dict_post_hook(_refresh_seeded)
 
     # ----------------------------------------------------------------- update API
+    @property
+    def all_seeded(self) -> bool:
+        """Whether every class has been seeded (a host-side flag, so reading it never
+        syncs; once True, :meth:`initialise` costs nothing and steps stay on the device)."""
+        return self._all_seeded
+
     @torch.no_grad()
     def update(
         self,
@@ -138,53 +154,73 @@ class SubCentroidBank(nn.Module):
         *,
         scores: torch.Tensor | None = None,
         max_per_class: int | None = None,
+        include: torch.Tensor | None = None,
     ) -> None:
         """One clustering step from a flat batch of labelled unit features.
 
         Unseeded classes present in the batch are seeded from their samples; every
         other class present with at least one correct sample is clustered over its
-        correct samples and moved by momentum. Nothing else changes.
+        correct samples and moved by momentum. Nothing else changes. Once every class
+        is seeded this makes no host-device sync when ``scores`` is given.
 
         Args:
-            features: ``(M, D)`` unit-norm, finite features.
+            features: ``(M, D)`` unit-norm features (finite where included).
             labels: ``(M,)`` int64 classes in ``[0, C)``.
             correct: ``(M,)`` bool, which samples the model classified correctly
                 (default: all of them).
             scores: ``(M, K)`` cosine of each feature to its class's sub-centroids
                 as they are now, when the caller has it (the head's forward does);
-                computed otherwise.
-            max_per_class: cluster at most this many samples per class (a seeded
-                random subset); ``None`` for all.
+                computed otherwise (with a sync: see :meth:`own_class_scores`).
+            max_per_class: cluster at most this many correct samples per class (a
+                random subset drawn on the device); ``None`` for all.
+            include: ``(M,)`` bool, the samples to use at all, for seeding too
+                (default all): left-out ones are masked, never copied out.
         """
         if correct is None:
             correct = torch.ones_like(labels, dtype=torch.bool)
+        if include is not None:
+            correct = correct & include
         was_initialised = self.initialised.clone()
-        self.initialise(features, labels)
+        self.initialise(features, labels, include=include)
         usable = correct & was_initialised[labels]
         if max_per_class is not None:
+            keys = random_bits(self.num_updates, labels.numel(), seed=self.seed, salt=1)
             usable &= keep_per_class(
-                labels, self.num_classes, max_per_class, generator=self._generator(salt=1)
+                labels.masked_fill(~usable, self.num_classes),
+                self.num_classes + 1,
+                max_per_class,
+                keys,
             )
         if scores is None:
             scores = self.own_class_scores(features, labels)
         self.step(features, labels, scores, include=usable)
 
     @torch.no_grad()
-    def initialise(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def initialise(
+        self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Seed the unseeded classes present in a batch by k-means++ on their samples.
+
+        A host-side step (it reads which classes are new back to the host); once every
+        class is seeded it returns at once without touching the device.
 
         Args:
             features: ``(M, D)`` unit-norm features.
             labels: ``(M,)`` int64 classes in ``[0, C)``.
+            include: ``(M,)`` bool, the samples that may seed (default all).
 
         Returns:
             ``(C,)`` bool, the classes seeded by this call.
         """
-        present = torch.bincount(labels, minlength=self.num_classes) > 0
+        if self._all_seeded:
+            return torch.zeros_like(self.initialised)
+        weights = None if include is None else include
+        present = class_counts(labels, self.num_classes, weights) > 0
         new = present & ~self.initialised
         if not bool(new.any()):
+            self._all_seeded = bool(self.initialised.all())
             return new
-        keep = new[labels]
+        keep = new[labels] if include is None else new[labels] & include
         groups = group_by_class(
             labels[keep],
             self.num_classes,
@@ -199,49 +235,51 @@ class SubCentroidBank(nn.Module):
         self.subcentroids[groups.classes] = F.normalize(chosen, dim=-1)
         self.initialised[groups.classes] = True
         self.steps_since_used[groups.classes] = 0
+        self._all_seeded = bool(self.initialised.all())
         return new
 
     @torch.no_grad()
     def step(
         self,
         features: torch.Tensor,
-        labels: torch.Tensor,
+        labels: torch.Tensor | None,
         scores: torch.Tensor,
         include: torch.Tensor | None = None,
+        *,
+        slots: ClassSlots | None = None,
     ) -> None:
         """Assign, average and move: the momentum update of the classes in ``labels``.
 
+        Static shapes and no host-device sync: the work is laid out in
+        ``min(M, C)`` class slots (a batch of M samples touches at most that many
+        classes; at ImageNet scale a few dozen of the thousand), unused slots masked.
+
         Args:
             features: ``(M, D)`` unit features of seeded classes.
-            labels: ``(M,)`` int64 class of each.
+            labels: ``(M,)`` int64 class of each (unused when ``slots`` is given).
             scores: ``(M, K)`` cosine of each feature to the K sub-centroids of its class.
             include: ``(M,)`` bool, the samples to use (correctly classified ones);
-                default all. Left-out samples go to a discarded extra class rather
+                default all. Left-out samples go to a discarded extra slot rather
                 than being copied out, which would cost a pass over the features.
+            slots: the class slots of the samples, when the caller has laid them out
+                (the head's memory does); computed from ``labels`` and ``include``
+                otherwise.
         """
         self.num_updates += 1
-        if include is not None:
-            labels = labels.masked_fill(~include, self.num_classes)
-        # Work on the classes present only (C' rows, not C): at ImageNet scale a batch
-        # holds a few dozen of the thousand classes. Left-out samples (label C) share
-        # one extra, discarded row.
-        present = torch.bincount(labels, minlength=self.num_classes + 1)[: self.num_classes]
-        classes = torch.nonzero(present, as_tuple=True)[0]
-        if classes.numel() == 0:
+        if slots is None:
+            slots = class_slots(labels, include, self.num_classes)
+        classes, ids = slots.classes, slots.ids
+        num_slots, num_k = classes.numel(), self.num_subcentroids
+        if num_slots == 0:
             return
-        num_present, num_k = classes.numel(), self.num_subcentroids
-        compact = torch.full((self.num_classes + 1,), num_present, device=labels.device)
-        compact[classes] = torch.arange(num_present, device=labels.device)
-        ids = compact[labels]  # (M,) in [0, C'], C' = left out
 
-        assignments = self._assign(scores.float(), ids, num_present + 1)
-        slots = ids * num_k + assignments
-        num_slots = num_present * num_k
-        sums = torch.zeros(num_slots + num_k, self.dim, device=features.device)
-        sums.index_add_(0, slots, features.float())
-        sums = sums[:num_slots].view(num_present, num_k, self.dim)
-        counts = torch.bincount(slots, minlength=num_slots + num_k)[:num_slots]
-        counts = counts.view(num_present, num_k)
+        assignments = self._assign(scores.float(), ids, num_slots + 1)
+        cells = ids * num_k + assignments  # (M,) in [0, (S + 1) K); the last K are discarded
+        num_cells = num_slots * num_k
+        sums = torch.zeros(num_cells + num_k, self.dim, device=features.device)
+        sums.index_add_(0, cells, features.float())
+        sums = sums[:num_cells].view(num_slots, num_k, self.dim)
+        counts = class_counts(cells, num_cells + num_k)[:num_cells].view(num_slots, num_k)
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
@@ -252,8 +290,8 @@ class SubCentroidBank(nn.Module):
         moved = blend / length.clamp(min=1e-12)
         update = (counts > 0).unsqueeze(-1) & torch.isfinite(length) & (length > 1e-6)
         self.subcentroids[classes] = torch.where(update, moved, current)
-        self.assigned[classes] += counts
-        self.class_updates[classes] += update.any(dim=1).squeeze(-1).long()
+        self.assigned.index_add_(0, classes, counts)
+        self.class_updates.index_add_(0, classes, update.any(dim=1).squeeze(-1).long())
 
         self._reseed_dead(features, ids, scores, classes, counts)
         self._synchronise()
@@ -270,10 +308,19 @@ class SubCentroidBank(nn.Module):
         return scores[chunks.row, chunks.column]
 
     @torch.no_grad()
-    def record_accuracy(self, labels: torch.Tensor, correct: torch.Tensor) -> None:
-        """Count seen and correctly classified samples per class (for diagnostics)."""
-        self.seen += torch.bincount(labels, minlength=self.num_classes)
-        self.correct += torch.bincount(labels[correct], minlength=self.num_classes)
+    def record_accuracy(
+        self, labels: torch.Tensor, correct: torch.Tensor, include: torch.Tensor | None = None
+    ) -> None:
+        """Count seen and correctly classified samples per class (for diagnostics).
+
+        Args:
+            labels: ``(M,)`` int64 in ``[0, C)``.
+            correct: ``(M,)`` bool.
+            include: ``(M,)`` bool, the samples to count (default all).
+        """
+        seen = torch.ones_like(correct) if include is None else include
+        self.seen += class_counts(labels, self.num_classes, seen)
+        self.correct += class_counts(labels, self.num_classes, correct & seen)
 
     # ------------------------------------------------------------ diagnostics
     def diagnostics(self) -> BankDiagnostics:
@@ -320,8 +367,8 @@ class SubCentroidBank(nn.Module):
             return assignments
         if self.assignment == "nearest":
             return scores.argmax(dim=1)
-        draws = torch.randint(self.num_subcentroids, ids.shape, generator=self._generator(4))
-        return draws.to(ids.device)
+        draws = random_bits(self.num_updates, ids.numel(), seed=self.seed, salt=4)
+        return draws % self.num_subcentroids
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Checkpoints written before ``class_updates`` existed: every class is taken to
@@ -331,6 +378,10 @@ class SubCentroidBank(nn.Module):
             count = state_dict[prefix + "num_updates"].to(self.class_updates)
             state_dict[key] = count.expand_as(self.class_updates).clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def mark_seeded(self) -> None:
+        """Refresh :attr:`all_seeded` after ``initialised`` was written directly (one sync)."""
+        self._all_seeded = bool(self.initialised.all())
 
     def _momentum(self, classes: torch.Tensor) -> torch.Tensor | float:
         """mu for the classes about to move: ``(C', 1, 1)``, or a float without warm-up."""
@@ -350,36 +401,37 @@ class SubCentroidBank(nn.Module):
     ) -> None:
         """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples.
 
-        ``ids`` ``(M,)`` numbers the samples' classes as rows of ``classes`` ``(C',)``
-        (``C'`` for left-out samples, which sort last); ``counts`` ``(C', K)`` holds
+        ``ids`` ``(M,)`` numbers the samples' class slots, rows of ``classes`` ``(S,)``
+        (``S`` for left-out samples, which sort last); ``counts`` ``(S, K)`` holds
         this update's samples per sub-centroid. Only classes with at least K samples
         judge their sub-centroids.
         """
-        num_present = classes.numel()
-        sizes = torch.bincount(ids, minlength=num_present + 1)[:num_present]
-        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (C', 1)
+        num_slots = classes.numel()
+        sizes = class_counts(ids, num_slots + 1)[:num_slots]
+        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (S, 1)
         unused = (counts == 0) & eligible
         since = self.steps_since_used[classes]
         since = torch.where(unused, since + 1, torch.where(eligible, 0, since))
         dead = since >= self.dead_after
-        if bool(dead.any()):
-            # A sample fits poorly when even its best sub-centroid is far from it. Order
-            # the samples by class, worst fitted first; the j-th dead sub-centroid of a
-            # class takes the j-th worst sample of that class.
-            by_fit = scores.float().amax(dim=1).argsort()
-            order = by_fit[torch.argsort(ids[by_fit], stable=True)]
-            starts = torch.cumsum(sizes, dim=0) - sizes
-            rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
-            rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
-            position = (starts.unsqueeze(1) + rank).clamp(max=ids.numel() - 1)
-            fresh = F.normalize(features[order[position]].float(), dim=-1)  # (C', K, D)
-            current = self.subcentroids[classes]
-            self.subcentroids[classes] = torch.where(dead.unsqueeze(-1), fresh, current)
-            since = since.masked_fill(dead, 0)
-        self.steps_since_used[classes] = since
+        # Computed every step and kept only where a sub-centroid is dead, so that the
+        # step never asks the host whether one is. A sample fits poorly when even its
+        # best sub-centroid is far from it. Order the samples by slot, worst fitted
+        # first; the j-th dead sub-centroid of a class takes the j-th worst sample of
+        # that class.
+        by_fit = scores.float().amax(dim=1).argsort()
+        order = by_fit[torch.argsort(ids[by_fit], stable=True)]
+        starts = torch.cumsum(sizes, dim=0) - sizes
+        rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
+        rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
+        position = (starts.unsqueeze(1) + rank).clamp(max=ids.numel() - 1)
+        fresh = F.normalize(features[order[position]].float(), dim=-1)  # (S, K, D)
+        current = self.subcentroids[classes]
+        self.subcentroids[classes] = torch.where(dead.unsqueeze(-1), fresh, current)
+        self.steps_since_used[classes] = since.masked_fill(dead, 0)
 
     def _generator(self, salt: int) -> torch.Generator:
-        """A CPU generator that every process builds identically for this update."""
+        """A CPU generator that every process builds identically, for seeding (a host
+        step: it reads the update count back to the host)."""
         generator = torch.Generator()
         generator.manual_seed((self.seed * 1_000_003 + int(self.num_updates)) * 8 + salt)
         return generator
@@ -394,3 +446,7 @@ class SubCentroidBank(nn.Module):
         if distributed.is_distributed() and self.subcentroids.device.type != "cpu":
             distributed.broadcast_(self.subcentroids)
             distributed.broadcast_(self.steps_since_used)
+
+
+def _refresh_seeded(bank: SubCentroidBank, incompatible_keys) -> None:
+    bank.mark_seeded()
