@@ -13,9 +13,14 @@ from deepnc import DNCHead
 STEPS, PER_RANK, WORLD = 6, 24, 2
 
 
-def make_head(dense: bool) -> DNCHead:
+def make_head(dense: bool, random_draws: bool = False) -> DNCHead:
     torch.manual_seed(0)  # identical LayerNorm everywhere (it is not trained here)
-    return DNCHead(8, 4, num_subcentroids=2, memory_size=0 if dense else 16, momentum=0.5)
+    # random_draws: a per-class pixel cap below the class sizes, or random assignment
+    options = dict(max_pixels_per_class=3) if dense else dict(assignment="random")
+    return DNCHead(
+        8, 4, num_subcentroids=2, memory_size=0 if dense else 16, momentum=0.5,
+        **(options if random_draws else {}),
+    )  # fmt: skip
 
 
 def batch(step: int, rank: int, dense: bool):
@@ -30,10 +35,10 @@ def batch(step: int, rank: int, dense: bool):
     )
 
 
-def _worker(rank: int, init_file: str, out_dir: str, dense: bool) -> None:
+def _worker(rank: int, init_file: str, out_dir: str, dense: bool, random_draws: bool) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
-        head = make_head(dense)
+        head = make_head(dense, random_draws)
         for step in range(STEPS):
             head(*batch(step, rank, dense))
         torch.save(head.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
@@ -41,14 +46,17 @@ def _worker(rank: int, init_file: str, out_dir: str, dense: bool) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.parametrize("random_draws", [False, True], ids=["", "random-draws"])
 @pytest.mark.parametrize("dense", [False, True], ids=["vectors-with-memory", "feature-maps"])
-def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path, dense):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), dense), nprocs=WORLD)
+def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path, dense, random_draws):
+    """Random draws (the pixel cap, random assignment) are the same on every rank too."""
+    arguments = (str(tmp_path / "init"), str(tmp_path), dense, random_draws)
+    mp.spawn(_worker, args=arguments, nprocs=WORLD)
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key  # bit-identical ranks
 
-    single = make_head(dense)
+    single = make_head(dense, random_draws)
     for step in range(STEPS):
         parts = [batch(step, rank, dense) for rank in range(WORLD)]
         single(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))

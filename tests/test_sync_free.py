@@ -164,3 +164,37 @@ def test_seed_seeds_without_moving_and_ignores_left_out_samples():
     assert torch.isfinite(head.subcentroids).all()
     head.seed(torch.randn(K, D), torch.full((K,), C - 1))
     assert head.bank.all_seeded
+
+
+def test_a_capped_class_clusters_exactly_min_count_cap_of_its_correct_samples():
+    from deepnc import SubCentroidBank
+
+    bank = SubCentroidBank(3, 2, 4, momentum=0.5)
+    bank.update(
+        torch.nn.functional.normalize(torch.randn(12, 4), dim=-1), torch.arange(3).repeat(4)
+    )
+    for _ in range(5):
+        labels = torch.tensor([0] * 20 + [1] * 3 + [2] * 7)
+        correct = torch.ones(30, dtype=torch.bool)
+        correct[:4] = False  # class 0 has 16 correct samples
+        features = torch.nn.functional.normalize(torch.randn(30, 4), dim=-1)
+        before = bank.assigned.sum(1).clone()
+        bank.update(features, labels, correct, max_per_class=5)
+        assert (bank.assigned.sum(1) - before).tolist() == [5, 3, 5]
+
+
+def test_seed_heads_seeds_every_class_of_a_model_and_keeps_its_batch_norm_statistics():
+    import torchvision
+
+    import deepnc
+
+    model = deepnc.convert(torchvision.models.resnet18(num_classes=4), num_subcentroids=2)
+    running = model.bn1.running_mean.clone()
+    batches = [(torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3] * 2))] * 3
+    assert deepnc.seed_heads(model, batches)
+    assert model.fc.bank.initialised.all() and int(model.fc.bank.num_updates) == 0
+    assert torch.equal(running, model.bn1.running_mean)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with deepnc.training_targets(model, batches[0][1]):
+        compiled(batches[0][0])  # seeded first: the whole training forward is one graph
+    assert int(model.fc.bank.num_updates) == 1

@@ -5,7 +5,7 @@ from deepnc.head import DNCHead
 from deepnc.memory import ClassMemory
 from deepnc.sinkhorn import sinkhorn
 from deepnc.subcentroids import BankDiagnostics, SubCentroidBank
-from deepnc.targets import dnc_heads, training_targets
+from deepnc.targets import dnc_heads, seed_heads, training_targets
 
 __all__ = [
     "BankDiagnostics",
@@ -15,6 +15,7 @@ __all__ = [
     "convert",
     "dnc_heads",
     "find_classifier",
+    "seed_heads",
     "sinkhorn",
     "training_targets",
 ]

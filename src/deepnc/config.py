@@ -23,6 +23,7 @@ import yaml
 from deepnc.head import DNCHead
 
 __all__ = [
+    "COMPILE_MODES",
     "INCIDENTAL_KEYS",
     "SEGMENTATION_MODEL_OPTIONS",
     "TASKS",
@@ -37,9 +38,15 @@ TASKS = ("classification", "segmentation")
 SEGMENTATION_MODEL_OPTIONS = ("aux", "decoder_channels", "atrous_rates")
 
 # Keys that say where and how visibly a run executes, not what it computes.
+# torch.compile is one of them: like the device, it may change the last bits of float
+# sums, not the recipe.
 INCIDENTAL_KEYS = frozenset(
-    {"out_dir", "progress", "workers", "threads", "device", "data_root", "download"}
-)
+    {
+        "out_dir", "progress", "workers", "threads", "device", "data_root", "download",
+        "compile", "compile_mode",
+    }
+)  # fmt: skip
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -80,6 +87,8 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: bool = False
     amp_dtype: str = "auto"
+    compile: bool = False
+    compile_mode: str = "default"
     eval_every: int = 1
     # The run
     seed: int = 0
@@ -97,6 +106,9 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, ("sgd", "adamw"))
         _choice("schedule", self.schedule, ("cosine", "step", "constant"))
         _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
+        _choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")

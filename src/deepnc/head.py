@@ -213,7 +213,10 @@ class DNCHead(nn.Module):
         class_scores = similarities.amax(dim=-1)  # (..., C)
         logits = class_scores / self.tau
         if update:
-            self._update(
+            # Read here, in the caller's frame, so that torch.compile guards on it there:
+            # once every class is seeded the whole forward recompiles once, as one graph.
+            apply = self._update if self.bank.all_seeded else self._update_while_seeding
+            apply(
                 embedded.detach(),
                 similarities.detach(),
                 class_scores.detach(),
@@ -235,7 +238,8 @@ class DNCHead(nn.Module):
         checked = self._check_at_once(targets)
         embedded, similarities = self._similarities(features, keep_graph=False)
         flat = self._flat_targets(targets, features)
-        self._update(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
+        apply = self._update if self.bank.all_seeded else self._update_while_seeding
+        apply(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
 
     @torch.no_grad()
     def seed(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -386,10 +390,17 @@ class DNCHead(nn.Module):
             )
             return
         was_initialised = self.bank.initialised.clone()
-        self.bank.initialise(embedded, labels, include=keep)  # nothing once all are seeded
+        if not self.bank.all_seeded:  # checked here, so torch.compile guards on it here
+            self.bank.initialise(embedded, labels, include=keep)
         seeded = was_initialised[labels]
         self.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
         self._step_from_memory(class_slots(labels, correct & seeded, self.num_classes))
+
+    @torch.compiler.disable
+    def _update_while_seeding(self, *args, **kwargs) -> None:
+        """:meth:`_update` while some class is unseeded: seeding is a host step (k-means++
+        on a data-dependent set of samples), so torch.compile runs it eagerly."""
+        self._update(*args, **kwargs)
 
     def _usable(
         self, embedded: torch.Tensor, labels: torch.Tensor, finite: torch.Tensor

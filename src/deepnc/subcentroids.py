@@ -181,7 +181,8 @@ class SubCentroidBank(nn.Module):
         if include is not None:
             correct = correct & include
         was_initialised = self.initialised.clone()
-        self.initialise(features, labels, include=include)
+        if not self._all_seeded:  # a host step; checked here so a compiled caller guards on it
+            self.initialise(features, labels, include=include)
         usable = correct & was_initialised[labels]
         if max_per_class is not None:
             keys = random_bits(self.num_updates, labels.numel(), seed=self.seed, salt=1)
@@ -195,6 +196,7 @@ class SubCentroidBank(nn.Module):
             scores = self.own_class_scores(features, labels)
         self.step(features, labels, scores, include=usable)
 
+    @torch.compiler.disable  # a host step: torch.compile runs it eagerly
     @torch.no_grad()
     def initialise(
         self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None

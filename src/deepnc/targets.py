@@ -2,12 +2,13 @@
 
 A converted torchvision or timm model is called as ``model(images)``; its DNC head
 needs the targets to update its sub-centroids. ``training_targets`` hands them over
-for the duration of one forward pass.
+for the duration of one forward pass; ``seed_heads`` uses them to seed every class
+before training, so that a compiled training step never meets an unseeded class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 from deepnc.head import DNCHead
 
-__all__ = ["dnc_heads", "single_dnc_head", "training_targets"]
+__all__ = ["dnc_heads", "seed_heads", "single_dnc_head", "training_targets"]
 
 
 def dnc_heads(model: nn.Module) -> list[DNCHead]:
@@ -69,3 +70,67 @@ def training_targets(model: nn.Module, targets: torch.Tensor) -> Iterator[None]:
     finally:
         for head in heads:
             head._pending_targets = None
+
+
+@torch.no_grad()
+def seed_heads(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    max_batches: int | None = None,
+) -> bool:
+    """Seed the sub-centroids of every DNC head of ``model`` from real batches.
+
+    Runs the model on ``(images, targets)`` batches in training mode (so the features
+    are those a training step sees; batch-norm running statistics are restored
+    afterwards) without gradients, and seeds each head's unseeded classes by k-means++
+    (:meth:`DNCHead.seed`). Nothing else moves. Stops once every class is seeded.
+
+    Args:
+        model: a model holding at least one :class:`DNCHead`, on the batches' device.
+        batches: ``(images, targets)`` pairs, for example a ``DataLoader``.
+        max_batches: look at no more than this many batches (default: all).
+
+    Returns:
+        Whether every class of every head is seeded.
+    """
+    heads = dnc_heads(model)
+    if not heads:
+        raise ValueError("model must contain a DNCHead (see deepnc.convert), found none")
+    saved = {
+        name: buffer.clone()
+        for name, buffer in model.named_buffers()
+        if not any(name.startswith(prefix) for prefix in _head_prefixes(model, heads))
+    }
+    targets: list[torch.Tensor] = []
+
+    def seed_from_input(head: DNCHead, args: tuple) -> None:  # None: the input is unchanged
+        head.seed(args[0], targets[0])
+
+    hooks = [head.register_forward_pre_hook(seed_from_input) for head in heads]
+    training = model.training
+    model.train()
+    try:
+        for index, (images, labels) in enumerate(batches):
+            if all(head.bank.all_seeded for head in heads):
+                break
+            if max_batches is not None and index >= max_batches:
+                break
+            device = heads[0].subcentroids.device
+            targets[:] = [labels.to(device)]
+            model(images.to(device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(training)
+        buffers = dict(model.named_buffers())
+        for name, value in saved.items():
+            buffers[name].copy_(value)
+    return all(head.bank.all_seeded for head in heads)
+
+
+def _head_prefixes(model: nn.Module, heads: list[DNCHead]) -> list[str]:
+    ids = {id(head) for head in heads}
+    return [
+        f"{name}." if name else "" for name, module in model.named_modules() if id(module) in ids
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -123,6 +124,7 @@ def train_one_epoch(
     aux_weight: float = 0.4,
     progress: bool = False,
     description: str = "train",
+    after_step: Callable[[], None] | None = None,
 ) -> EpochStats:
     """One pass over ``loader``: forward (clustering the DNC heads), backward, step.
 
@@ -138,9 +140,13 @@ def train_one_epoch(
         ignore_index: target value left out of the loss and the accuracy.
         aux_weight: weight of the auxiliary loss, when the model returns ``"aux"`` logits.
         progress: show a progress bar (only on a terminal: logs stay readable).
+        after_step: called after every optimisation step (for example
+            :class:`deepnc.engine.compile.SeedingWatch`).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).
+        ValueError: a DNC head left bad targets or NaN features out of its updates
+            (:meth:`deepnc.DNCHead.check_inputs`, read once, at the end of the epoch).
     """
     model.train()
     uses_dnc = bool(dnc_heads(model))
@@ -188,6 +194,8 @@ def train_one_epoch(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         _synchronise(device)
         compute += time.perf_counter() - step_start
         valid = labels != ignore_index
@@ -204,6 +212,8 @@ def train_one_epoch(
                 acc=f"{correct / max(1, counted):.3f}",
                 img_s=f"{rate:.0f}",
             )
+    for head in dnc_heads(model):
+        head.check_inputs()
     totals = sum_over_processes([*tally.tolist(), samples], device)
     loss_sum, correct, counted, samples = totals
     return EpochStats(

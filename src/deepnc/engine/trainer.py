@@ -31,6 +31,7 @@ from deepnc.engine.checkpoint import (
     optimizer_state_to_tensors,
     save_checkpoint,
 )
+from deepnc.engine.compile import SeedingWatch, compile_model
 from deepnc.engine.loop import evaluate, train_one_epoch
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.plots import plot_curves
@@ -259,6 +260,10 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
     if runtime.world_size > 1:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         network = DistributedDataParallel(model, device_ids=device_ids)
+    after_step = None
+    if config.compile:  # the training step only: evaluation runs the eager model
+        network = compile_model(network, config.compile_mode)
+        after_step = SeedingWatch(model)
 
     ignore_index = data.ignore_index if data.ignore_index is not None else -100
     primary = primary_metric(data.task)
@@ -271,7 +276,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
             amp=config.amp, amp_dtype=config.amp_dtype, scaler=scaler, grad_clip=config.grad_clip,
             label_smoothing=config.label_smoothing, ignore_index=ignore_index,
             aux_weight=config.aux_weight, progress=config.progress and runtime.is_main,
-            description=f"epoch {epoch + 1}/{config.epochs}",
+            description=f"epoch {epoch + 1}/{config.epochs}", after_step=after_step,
         )  # fmt: skip
         row = {
             "epoch": epoch + 1,
