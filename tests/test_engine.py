@@ -146,3 +146,18 @@ def test_device_selection(monkeypatch):
     assert select_device("cuda", local_rank=0) == torch.device("cuda", 0)
     with pytest.raises(ValueError, match="has 1 GPU\\(s\\): start at most"):
         select_device("auto", local_rank=1)
+
+
+def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
+    """``compile: true`` (inductor, on the CPU): the same recipe reaches the same numbers up
+    to float rounding, and compile does not make the two runs count as different recipes."""
+    from deepnc.compare import find_finished_run
+
+    options = dict(train_subset=128, test_subset=64, epochs=2, batch_size=64, warmup_epochs=0)
+    eager = train(tiny(tmp_path / "eager", **options))
+    compiled_config = tiny(tmp_path / "compiled", compile=True, **options)
+    compiled = train(compiled_config)
+    assert compiled["config"]["compile"] is True  # saved with the run
+    assert abs(compiled["test_top1"] - eager["test_top1"]) <= 2 / 64  # a sample or two
+    assert math.isclose(compiled["test_loss"], eager["test_loss"], rel_tol=1e-2)
+    assert find_finished_run(compiled_config, [tmp_path / "eager"]) is not None

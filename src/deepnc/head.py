@@ -209,7 +209,7 @@ class DNCHead(nn.Module):
         if update:
             check_targets(targets, features)
             checked = self._check_at_once(targets)
-        embedded, similarities = self._similarities(features, keep_graph=torch.is_grad_enabled())
+        embedded, similarities = self._similarities(features)
         class_scores = similarities.amax(dim=-1)  # (..., C)
         logits = class_scores / self.tau
         if update:
@@ -236,7 +236,7 @@ class DNCHead(nn.Module):
         check_features(features, self.in_features)
         check_targets(targets, features)
         checked = self._check_at_once(targets)
-        embedded, similarities = self._similarities(features, keep_graph=False)
+        embedded, similarities = self._similarities(features)
         flat = self._flat_targets(targets, features)
         apply = self._update if self.bank.all_seeded else self._update_while_seeding
         apply(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
@@ -315,16 +315,12 @@ class DNCHead(nn.Module):
                 x = x.permute(0, 2, 3, 1)
             return F.normalize(self.norm(x), dim=-1)
 
-    def _similarities(
-        self, features: torch.Tensor, *, keep_graph: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _similarities(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(embedded (..., D), cosines (..., C, K))`` in fp32."""
         embedded = self.embed(features)
+        # Backward needs the sub-centroids as they were here: the update replaces the
+        # buffer by a new tensor rather than writing into this one.
         subcentroids = self.bank.subcentroids
-        if keep_graph:
-            # Backward needs the sub-centroids as they were here, after the update has
-            # moved the buffer in place: keep a snapshot (C*K*D floats).
-            subcentroids = subcentroids.clone()
         with torch.autocast(features.device.type, enabled=False):
             cosines = embedded @ subcentroids.view(-1, self.in_features).T
         return embedded, cosines.unflatten(-1, (self.num_classes, self.num_subcentroids))

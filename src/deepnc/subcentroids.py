@@ -234,7 +234,7 @@ class SubCentroidBank(nn.Module):
             padded, groups.mask, self.num_subcentroids, generator=self._generator(salt=3)
         )
         chosen = torch.gather(padded, 1, seeds.unsqueeze(-1).expand(-1, -1, self.dim))
-        self.subcentroids[groups.classes] = F.normalize(chosen, dim=-1)
+        self._write_rows(groups.classes, F.normalize(chosen, dim=-1))
         self.initialised[groups.classes] = True
         self.steps_since_used[groups.classes] = 0
         self._all_seeded = bool(self.initialised.all())
@@ -291,11 +291,12 @@ class SubCentroidBank(nn.Module):
         length = blend.norm(dim=-1, keepdim=True)
         moved = blend / length.clamp(min=1e-12)
         update = (counts > 0).unsqueeze(-1) & torch.isfinite(length) & (length > 1e-6)
-        self.subcentroids[classes] = torch.where(update, moved, current)
+        rows = torch.where(update, moved, current)
         self.assigned.index_add_(0, classes, counts)
         self.class_updates.index_add_(0, classes, update.any(dim=1).squeeze(-1).long())
 
-        self._reseed_dead(features, ids, scores, classes, counts)
+        rows = self._reseed_dead(rows, features, ids, scores, classes, counts)
+        self._write_rows(classes, rows)
         self._synchronise()
 
     def own_class_scores(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -393,15 +394,26 @@ class SubCentroidBank(nn.Module):
         warm = (1 + done) / (self.momentum_warmup + done)
         return warm.clamp(max=self.momentum).float().view(-1, 1, 1)
 
+    def _write_rows(self, classes: torch.Tensor, rows: torch.Tensor) -> None:
+        """Set the sub-centroids of ``classes`` ``(S,)`` to ``rows`` ``(S, K, D)``.
+
+        Out of place: the forward pass that scored this batch keeps the sub-centroids
+        it used for its backward, so the update makes a new buffer instead of writing
+        into that one (in place, backward would fail, under ``torch.compile`` too).
+        """
+        self.subcentroids = self.subcentroids.index_put((classes,), rows)
+
     def _reseed_dead(
         self,
+        rows: torch.Tensor,
         features: torch.Tensor,
         ids: torch.Tensor,
         scores: torch.Tensor,
         classes: torch.Tensor,
         counts: torch.Tensor,
-    ) -> None:
-        """Move sub-centroids unused for ``dead_after`` updates onto poorly fitted samples.
+    ) -> torch.Tensor:
+        """``rows`` ``(S, K, D)`` with the sub-centroids unused for ``dead_after`` updates
+        moved onto poorly fitted samples.
 
         ``ids`` ``(M,)`` numbers the samples' class slots, rows of ``classes`` ``(S,)``
         (``S`` for left-out samples, which sort last); ``counts`` ``(S, K)`` holds
@@ -427,9 +439,8 @@ class SubCentroidBank(nn.Module):
         rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
         position = (starts.unsqueeze(1) + rank).clamp(max=ids.numel() - 1)
         fresh = F.normalize(features[order[position]].float(), dim=-1)  # (S, K, D)
-        current = self.subcentroids[classes]
-        self.subcentroids[classes] = torch.where(dead.unsqueeze(-1), fresh, current)
         self.steps_since_used[classes] = since.masked_fill(dead, 0)
+        return torch.where(dead.unsqueeze(-1), fresh, rows)
 
     def _generator(self, salt: int) -> torch.Generator:
         """A CPU generator that every process builds identically, for seeding (a host
