@@ -10,11 +10,16 @@ Prints, and writes as JSON (``--results``, default ``benchmarks/results/full/``)
    features): the batched update vs a per-class Python loop, time and peak memory;
 4. inference latency of the whole ResNet-20 (batch 128): DNC / softmax.
 
+The training steps (1, 2) and inference (4) are measured eager and, side by side, under
+``torch.compile`` in each mode of ``--compile`` (both models of a pair compiled the same
+way; the DNC heads are seeded first, so each compiles as one graph): ``default`` on the
+CPU, ``default`` and ``reduce-overhead`` (CUDA graphs) on CUDA.
+
 Both heads of a pair run the same network with the same weights, interleaved round by
 round so that drifts of the machine hit both alike; each figure is a median.
 
     python benchmarks/head_overhead.py            # the figures in the README
-    python benchmarks/head_overhead.py --quick    # seconds: checks that it runs
+    python benchmarks/head_overhead.py --quick    # seconds: checks that it runs (eager only)
     python benchmarks/head_overhead.py --device cuda
 """
 
@@ -48,8 +53,20 @@ class AllCorrectHead(DNCHead):
     is clustered at every step: the most work the update can do (the worst case)."""
 
     @staticmethod
-    def _correctly_classified(similarities, labels):
+    def _correctly_classified(class_scores, labels):
         return torch.ones_like(labels, dtype=torch.bool)
+
+
+def compiled(model, mode: str | None):
+    """``model`` itself (``mode`` None: eager) or ``torch.compile(model, mode=mode)``."""
+    if mode is None:
+        return model
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
+def mode_label(mode: str | None) -> str:
+    """What a row's model is called: ``ResNet-20`` eager, ``ResNet-20 compiled`` and so on."""
+    return "" if mode is None else f" compiled ({mode})" if mode != "default" else " compiled"
 
 
 def interleaved_medians(steps: dict[str, Callable[[], object]], rounds: int, warmup: int):
@@ -66,19 +83,21 @@ def interleaved_medians(steps: dict[str, Callable[[], object]], rounds: int, war
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def training_step(model, images, labels) -> Callable[[], None]:
+def training_step(model, images, labels, mode: str | None = None) -> Callable[[], None]:
+    """One SGD step of ``model``, eager (``mode`` None) or compiled in ``mode``."""
     optimiser = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     has_head = bool(deepnc.dnc_heads(model))
+    forward = compiled(model, mode)
 
     cuda = images.device.type == "cuda"
 
     def step() -> None:  # labels: (N,) classes, or (B, H, W) masks of a segmentation model
         if has_head:
             with deepnc.training_targets(model, labels):
-                logits, _ = main_and_aux(model(images))
+                logits, _ = main_and_aux(forward(images))
         else:
-            logits, _ = main_and_aux(model(images))
+            logits, _ = main_and_aux(forward(images))
         loss = F.cross_entropy(logits, labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -108,7 +127,14 @@ def prefill(head: DNCHead) -> None:
 
 
 def step_ratio(
-    what: str, softmax, images, labels, rounds: int, warmup: int, device: str = "cpu"
+    what: str,
+    softmax,
+    images,
+    labels,
+    rounds: int,
+    warmup: int,
+    device: str = "cpu",
+    mode: str | None = None,
 ) -> dict:
     """DNC / softmax time of a whole training step of ``softmax`` and its DNC twin."""
     dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
@@ -116,29 +142,37 @@ def step_ratio(
     softmax, dnc = softmax.to(device), dnc.to(device)
     images, labels = images.to(device), labels.to(device)
     steps = {
-        "softmax": training_step(softmax, images, labels),
-        "dnc": training_step(dnc, images, labels),
+        "softmax": training_step(softmax, images, labels, mode),
+        "dnc": training_step(dnc, images, labels, mode),
     }
-    return ratio_row(what, interleaved_medians(steps, rounds=rounds, warmup=warmup))
+    # compiled: the warm-up rounds also compile (and, for CUDA graphs, record)
+    warmup = warmup if mode is None else max(warmup, 3)
+    medians = interleaved_medians(steps, rounds=rounds, warmup=warmup)
+    return {**ratio_row(what, medians), "mode": mode or "eager"}
 
 
-def small_step_ratio(rounds: int, device: str = "cpu") -> dict:
+def small_step_ratio(rounds: int, device: str = "cpu", mode: str | None = None) -> dict:
     torch.manual_seed(0)
     model = resnet20(num_classes=10, in_chans=1)
     images, labels = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
-    what = "ResNet-20, 1x28x28, batch 128, C=10, K=4, memory 64: training step"
-    return step_ratio(what, model, images, labels, rounds, warmup=2, device=device)
+    what = f"ResNet-20{mode_label(mode)}, 1x28x28, batch 128, C=10, K=4, memory 64: training step"
+    return step_ratio(what, model, images, labels, rounds, warmup=2, device=device, mode=mode)
 
 
-def imagenet_step_ratio(rounds: int, device: str = "cpu", size: int = 64) -> dict:
+def imagenet_step_ratio(
+    rounds: int, device: str = "cpu", size: int = 64, mode: str | None = None
+) -> dict:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(num_classes=1000)
     images, labels = torch.randn(64, 3, size, size), torch.randint(0, 1000, (64,))
-    what = f"ResNet-50, 3x{size}x{size}, batch 64, C=1000, K=4, memory 64: training step"
-    return step_ratio(what, model, images, labels, rounds, warmup=1, device=device)
+    what = (
+        f"ResNet-50{mode_label(mode)}, 3x{size}x{size}, batch 64, C=1000, K=4, memory 64: "
+        "training step"
+    )
+    return step_ratio(what, model, images, labels, rounds, warmup=1, device=device, mode=mode)
 
 
-def inference_ratio(rounds: int, device: str = "cpu") -> dict:
+def inference_ratio(rounds: int, device: str = "cpu", mode: str | None = None) -> dict:
     torch.manual_seed(0)
     softmax = resnet20(num_classes=10, in_chans=1).eval()
     dnc, head = dnc_twin(softmax, num_subcentroids=4, memory_size=64)
@@ -147,9 +181,11 @@ def inference_ratio(rounds: int, device: str = "cpu") -> dict:
     images = torch.randn(128, 1, 28, 28).to(device)
 
     def infer(model):
+        forward = compiled(model, mode)
+
         def run():
             with torch.inference_mode():
-                model(images)
+                forward(images)
             if images.device.type == "cuda":
                 torch.cuda.synchronize()
 
@@ -158,7 +194,8 @@ def inference_ratio(rounds: int, device: str = "cpu") -> dict:
     medians = interleaved_medians(
         {"softmax": infer(softmax), "dnc": infer(dnc)}, rounds=rounds, warmup=3
     )
-    return ratio_row("ResNet-20, 1x28x28, batch 128: inference latency", medians)
+    what = f"ResNet-20{mode_label(mode)}, 1x28x28, batch 128: inference latency"
+    return {**ratio_row(what, medians), "mode": mode or "eager"}
 
 
 # ---------------------------------------------------------------- dense clustering
@@ -306,10 +343,21 @@ def main(argv: list[str] | None = None) -> int:
         help="results stem (default benchmarks/results/full/head_overhead[_cuda])",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=("none", "default", "reduce-overhead", "max-autotune"),
+        help="torch.compile modes measured beside eager (default: 'default' on the CPU, "
+        "'default reduce-overhead' on CUDA; 'none' with --quick)",
+    )
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
+    modes = args.compile or (["none"] if args.quick else ["default"])
+    if cuda and not args.compile:
+        modes = ["default", "reduce-overhead"]
+    modes = [mode for mode in modes if mode != "none"]
     name = torch.cuda.get_device_name() if cuda else platform.machine()
     results = {
         "command": command_line("head_overhead.py", argv),
@@ -324,6 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if cuda:  # an ImageNet-sized input only a GPU trains in reasonable time
         results["imagenet_224_training_step"] = imagenet_step_ratio(rounds, device, size=224)
+    for mode in modes:
+        key = mode.replace("-", "_")
+        results[f"small_training_step_{key}"] = small_step_ratio(rounds, device, mode)
+        results[f"imagenet_head_training_step_{key}"] = imagenet_step_ratio(
+            max(rounds // 2, 2), device, mode=mode
+        )
+        if cuda:
+            results[f"imagenet_224_training_step_{key}"] = imagenet_step_ratio(
+                rounds, device, size=224, mode=mode
+            )
+        results[f"inference_{key}"] = inference_ratio(rounds * 2, device, mode)
     print(results["device"])
     rows = [
         row

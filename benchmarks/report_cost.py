@@ -23,7 +23,8 @@ def _ratio_rows(data: dict) -> list[dict]:
     for key, value in data.items():
         for row in value if isinstance(value, list) else [value]:
             if isinstance(row, dict) and "ratio" in row:
-                rows.append({**row, "kind": "inference" if key == "inference" else "training"})
+                kind = "inference" if key.startswith("inference") else "training"
+                rows.append({**row, "kind": kind})
     return rows
 
 

@@ -13,6 +13,11 @@ Prints, and writes as JSON (``--results``, default ``benchmarks/results/full/``)
 3. with ``--device cuda``, also an ADE20K-like training step: FCN-ResNet-18 at
    3x256x256, batch 8, C = 150.
 
+The training steps are measured eager and, side by side, under ``torch.compile`` in
+each mode of ``--compile`` (both models of a pair compiled the same way, the DNC head
+seeded first so that it compiles as one graph): ``default`` on the CPU, ``default`` and
+``reduce-overhead`` (CUDA graphs) on CUDA.
+
 Both models of a pair share their weights and run interleaved round by round; each
 figure is a median.
 
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+import deepnc
 from common import FULL_RESULTS, command_line, write_results
 from deepnc.models.segmentation import create_segmentation_model
 from head_overhead import (
@@ -38,6 +44,7 @@ from head_overhead import (
     dense_clustering,
     describe,
     interleaved_medians,
+    mode_label,
     ratio_row,
     training_step,
 )
@@ -61,17 +68,20 @@ def _pair(name: str, num_classes: int, in_chans: int, options: dict, device: str
     return dnc.to(device), linear.to(device)
 
 
-def step_ratio(what, name, options, shape, batch, num_classes, rounds, device) -> dict:
+def step_ratio(what, name, options, shape, batch, num_classes, rounds, device, mode=None):
     dnc, linear = _pair(name, num_classes, shape[0], options, device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, *shape, generator=generator).to(device)
     masks = torch.randint(0, num_classes, (batch, *shape[1:]), generator=generator).to(device)
+    deepnc.seed_heads(dnc, [(images, masks)])
     steps = {
-        "softmax": training_step(linear, images, masks),
-        "dnc": training_step(dnc, images, masks),
+        "softmax": training_step(linear, images, masks, mode),
+        "dnc": training_step(dnc, images, masks, mode),
     }
     medians = interleaved_medians(steps, rounds=rounds, warmup=3)
-    return {**ratio_row(what, medians), "device": device}
+    model, _, rest = what.partition(", ")
+    what = f"{model}{mode_label(mode)}, {rest}"
+    return {**ratio_row(what, medians), "device": device, "mode": mode or "eager"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +96,21 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="results stem (default benchmarks/results/full/segmentation_overhead[_cuda])",
     )
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=("none", "default", "reduce-overhead", "max-autotune"),
+        help="torch.compile modes measured beside eager (default: 'default' on the CPU, "
+        "'default reduce-overhead' on CUDA; 'none' with --quick)",
+    )
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
+    modes = args.compile or (["none"] if args.quick else ["default"])
+    if cuda and not args.compile:
+        modes = ["default", "reduce-overhead"]
+    modes = [None] + [mode for mode in modes if mode != "none"]
     name_of = torch.cuda.get_device_name if cuda else (lambda: platform.machine())
     results = {
         "command": command_line("segmentation_overhead.py", argv),
@@ -105,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 11,
                 rounds,
                 device,
+                mode,
             )
+            for mode in modes
             for name, options in MODELS.items()
         ],
         "dense_clustering_update": dense_clustering(
@@ -117,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     if cuda:
-        results["training_step"].append(
+        results["training_step"] += [
             step_ratio(
                 "fcn_resnet18, 3x256x256, batch 8, C=150, K=10: training step",
                 "fcn_resnet18",
@@ -127,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                 150,
                 rounds,
                 device,
+                mode,
             )
-        )
+            for mode in modes
+        ]
     print(results["device"])
     for row in results["training_step"] + results["dense_clustering_update"]:
         print(describe(row, baseline="1x1 conv"))

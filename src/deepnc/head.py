@@ -361,7 +361,7 @@ class DNCHead(nn.Module):
         finite = torch.isfinite(embedded).all(dim=1)
         if checked:
             self._report_nonfinite(finite, labels)
-        correct = class_scores.argmax(dim=-1) == labels
+        correct = self._correctly_classified(class_scores, labels)
         safe = labels.clamp(0, self.num_classes - 1)
         own = similarities[torch.arange(labels.numel(), device=labels.device), safe]  # (M, K)
         embedded, own, labels, correct, finite = _gather(
@@ -397,6 +397,13 @@ class DNCHead(nn.Module):
         """:meth:`_update` while some class is unseeded: seeding is a host step (k-means++
         on a data-dependent set of samples), so torch.compile runs it eagerly."""
         self._update(*args, **kwargs)
+
+    @staticmethod
+    def _correctly_classified(class_scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` bool: the nearest sub-centroid of sample m belongs to its class.
+
+        ``class_scores`` ``(M, C)`` is the best cosine of each class."""
+        return class_scores.argmax(dim=-1) == labels
 
     def _usable(
         self, embedded: torch.Tensor, labels: torch.Tensor, finite: torch.Tensor
