@@ -386,7 +386,7 @@ class DNCHead(nn.Module):
             )
             return
         was_initialised = self.bank.initialised.clone()
-        if not self.bank.all_seeded:  # checked here, so torch.compile guards on it here
+        if not self.bank.all_seeded:  # seeding: a host step, skipped once all are seeded
             self.bank.initialise(embedded, labels, include=keep)
         seeded = was_initialised[labels]
         self.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too

@@ -77,18 +77,22 @@ class ClassMemory(nn.Module):
         written = labels < self.num_classes
         written &= rank >= incoming[labels] - self.length  # the last L of each class
         safe = labels.clamp(max=self.num_classes - 1)
-        slot = safe * self.length + (self.pointer[safe] + rank) % self.length
-        flat = self.features.view(-1, self.dim)
-        values = features.detach().to(flat.dtype)
+        slot = (self.pointer[safe] + rank) % self.length
+        values = features.detach().to(self.features.dtype)
         # Rows that write nothing copy the first written row onto its own slot (or, with
-        # none, slot 0 onto itself): duplicates then carry equal values, so the result
-        # does not depend on the order in which index_copy_ applies them.
+        # none, slot (0, 0) onto itself): duplicates then carry equal values, so the
+        # result does not depend on the order in which the writes land. The buffer is
+        # indexed as (class, slot), not through a flat view, which torch.compile could
+        # only handle by copying the whole C x L x D memory.
         anchor = torch.argmax(written.to(torch.uint8)).view(1)  # a tensor: no .item()
         any_written = written.any()
+        anchor_class = torch.where(any_written, safe.index_select(0, anchor), 0)
         anchor_slot = torch.where(any_written, slot.index_select(0, anchor), 0)
-        anchor_value = torch.where(any_written, values.index_select(0, anchor), flat[:1])
-        slot = torch.where(written, slot, anchor_slot)
-        flat.index_copy_(0, slot, torch.where(written.unsqueeze(1), values, anchor_value))
+        anchor_value = torch.where(
+            any_written, values.index_select(0, anchor), self.features[0, :1]
+        )
+        index = (torch.where(written, safe, anchor_class), torch.where(written, slot, anchor_slot))
+        self.features.index_put_(index, torch.where(written.unsqueeze(1), values, anchor_value))
         incoming = incoming[: self.num_classes]
         self.pointer.copy_((self.pointer + incoming) % self.length)
         self.count.copy_((self.count + incoming).clamp(max=self.length))

@@ -432,8 +432,11 @@ class SubCentroidBank(nn.Module):
         # best sub-centroid is far from it. Order the samples by slot, worst fitted
         # first; the j-th dead sub-centroid of a class takes the j-th worst sample of
         # that class.
-        by_fit = scores.float().amax(dim=1).argsort()
-        order = by_fit[torch.argsort(ids[by_fit], stable=True)]
+        # One integer sort on (slot, fit): the fit in [-1, 1] quantised to 2**-30 (ties
+        # closer than that keep input order), the slot in the high bits.
+        fit = scores.float().amax(dim=1).clamp(-1.0, 1.0)
+        quantised = ((fit.double() + 1.0) * 2**30).long()  # [0, 2**31]
+        order = torch.argsort(ids * 2**32 + quantised, stable=True)
         starts = torch.cumsum(sizes, dim=0) - sizes
         rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
         rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
