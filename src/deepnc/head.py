@@ -438,7 +438,8 @@ class DNCHead(nn.Module):
         classes = slots.classes
         filled = memory.filled()[classes] & slots.valid.unsqueeze(1)  # (S, L)
         stored = memory.features[classes]  # (S, L, D)
-        scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
+        with torch.autocast(stored.device.type, enabled=False):  # fp32 under autocast
+            scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
         slot = torch.arange(classes.numel(), device=classes.device).unsqueeze(1)
         ids = torch.where(filled, slot, classes.numel()).view(-1)  # empty slots left out
         self.bank.step(
@@ -446,6 +447,7 @@ class DNCHead(nn.Module):
             None,
             scores.reshape(-1, self.num_subcentroids),
             slots=ClassSlots(classes=classes, valid=slots.valid, ids=ids),
+            rows_per_slot=memory.length,
         )
 
     def extra_repr(self) -> str:

@@ -249,6 +249,7 @@ class SubCentroidBank(nn.Module):
         include: torch.Tensor | None = None,
         *,
         slots: ClassSlots | None = None,
+        rows_per_slot: int = 0,
     ) -> None:
         """Assign, average and move: the momentum update of the classes in ``labels``.
 
@@ -266,6 +267,10 @@ class SubCentroidBank(nn.Module):
             slots: the class slots of the samples, when the caller has laid them out
                 (the head's memory does); computed from ``labels`` and ``include``
                 otherwise.
+            rows_per_slot: L > 0 when the samples come slot by slot, L rows each (row
+                r belongs to slot r // L, or is left out): the sums are then one
+                batched matmul instead of a scatter, which compiled CPU code would run
+                as atomic adds.
         """
         self.num_updates += 1
         if slots is None:
@@ -276,12 +281,15 @@ class SubCentroidBank(nn.Module):
             return
 
         assignments = self._assign(scores.float(), ids, num_slots + 1)
-        cells = ids * num_k + assignments  # (M,) in [0, (S + 1) K); the last K are discarded
-        num_cells = num_slots * num_k
-        sums = torch.zeros(num_cells + num_k, self.dim, device=features.device)
-        sums.index_add_(0, cells, features.float())
-        sums = sums[:num_cells].view(num_slots, num_k, self.dim)
-        counts = class_counts(cells, num_cells + num_k)[:num_cells].view(num_slots, num_k)
+        if rows_per_slot:
+            sums, counts = self._slot_sums(features, ids, assignments, rows_per_slot)
+        else:
+            cells = ids * num_k + assignments  # (M,) in [0, (S + 1) K); last K discarded
+            num_cells = num_slots * num_k
+            sums = torch.zeros(num_cells + num_k, self.dim, device=features.device)
+            sums.index_add_(0, cells, features.float())
+            sums = sums[:num_cells].view(num_slots, num_k, self.dim)
+            counts = class_counts(cells, num_cells + num_k)[:num_cells].view(num_slots, num_k)
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
@@ -393,6 +401,20 @@ class SubCentroidBank(nn.Module):
         done = self.class_updates[classes].double()
         warm = (1 + done) / (self.momentum_warmup + done)
         return warm.clamp(max=self.momentum).float().view(-1, 1, 1)
+
+    def _slot_sums(
+        self, features: torch.Tensor, ids: torch.Tensor, assignments: torch.Tensor, length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sums (S, K, D), counts (S, K))`` of samples laid out L per slot."""
+        num_slots = ids.numel() // length
+        used = (ids < num_slots).view(num_slots, length, 1)
+        # (not F.one_hot, which checks its input's range on the host)
+        choices = torch.arange(self.num_subcentroids, device=ids.device)
+        one_hot = (assignments.view(num_slots, length, 1) == choices) & used  # (S, L, K)
+        stored = features.float().view(num_slots, length, self.dim)
+        with torch.autocast(features.device.type, enabled=False):  # fp32 under autocast
+            sums = torch.bmm(one_hot.transpose(1, 2).float(), stored)
+        return sums, one_hot.sum(dim=1)  # int64 counts
 
     def _write_rows(self, classes: torch.Tensor, rows: torch.Tensor) -> None:
         """Set the sub-centroids of ``classes`` ``(S,)`` to ``rows`` ``(S, K, D)``.
