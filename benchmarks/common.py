@@ -87,3 +87,12 @@ def write_results(stem: str | Path, report: dict[str, Any], markdown: str | None
     if markdown is not None:
         stem.with_suffix(".md").write_text(markdown)
     return path
+
+
+def status_bytes(field: str) -> int:
+    """A size field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)

@@ -13,15 +13,8 @@ import sys
 
 import torch
 
+from common import status_bytes
 from deepnc import DNCHead
-
-
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
 
 
 def main() -> int:
@@ -32,11 +25,11 @@ def main() -> int:
         head.update(maps, masks)
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # reset the peak resident size to now
-    before = _status_bytes("VmRSS")
+    before = status_bytes("VmRSS")
     head.update(maps, masks)
     print(
         f"dense DNCHead.update, 16,384 pixels, C=150, K=10, D=512: peak +"
-        f"{(_status_bytes('VmHWM') - before) / 2**20:.0f} MiB"
+        f"{(status_bytes('VmHWM') - before) / 2**20:.0f} MiB"
     )
     return 0
 

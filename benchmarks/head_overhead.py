@@ -41,8 +41,10 @@ import torch.nn.functional as F
 import torchvision
 
 import deepnc
-from common import FULL_RESULTS, command_line, write_results
+from common import FULL_RESULTS, command_line, status_bytes, write_results
 from deepnc import DNCHead
+from deepnc.config import COMPILE_MODES
+from deepnc.engine.compile import compile_model
 from deepnc.engine.loop import main_and_aux
 from deepnc.models import resnet20
 from deepnc.reference import per_class_update
@@ -58,10 +60,30 @@ class AllCorrectHead(DNCHead):
 
 
 def compiled(model, mode: str | None):
-    """``model`` itself (``mode`` None: eager) or ``torch.compile(model, mode=mode)``."""
-    if mode is None:
-        return model
-    return torch.compile(model, mode=None if mode == "default" else mode)
+    """``model`` itself (``mode`` None: eager) or the trainer's ``compile_model(model, mode)``."""
+    return model if mode is None else compile_model(model, mode)
+
+
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--compile MODE...``: the torch.compile modes measured beside eager."""
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=("none", *COMPILE_MODES),
+        help="torch.compile modes measured beside eager (default: 'default' on the CPU, "
+        "'default reduce-overhead' on CUDA; 'none' with --quick)",
+    )
+
+
+def compile_modes(args: argparse.Namespace, cuda: bool) -> list[str]:
+    """The modes of ``--compile``, or the defaults for the device and ``--quick``."""
+    if args.compile:
+        modes = args.compile
+    elif args.quick:
+        modes = []
+    else:
+        modes = ["default", "reduce-overhead"] if cuda else ["default"]
+    return [mode for mode in modes if mode != "none"]
 
 
 def mode_label(mode: str | None) -> str:
@@ -229,21 +251,13 @@ def _dense_step(
     return step
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
 def _peak_memory_child(kind: str, with_scores: bool, num_pixels: int, queue) -> None:
     step = _dense_step(kind, with_scores, num_pixels)
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # Linux: reset the peak resident size (VmHWM) to now
-    before = _status_bytes("VmRSS")
+    before = status_bytes("VmRSS")
     step()  # a first call: every byte it needs comes fresh from the system
-    queue.put(_status_bytes("VmHWM") - before)
+    queue.put(status_bytes("VmHWM") - before)
 
 
 def peak_memory_mib(kind: str, with_scores: bool, num_pixels: int, device: str = "cpu") -> float:
@@ -343,21 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         help="results stem (default benchmarks/results/full/head_overhead[_cuda])",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument(
-        "--compile",
-        nargs="+",
-        choices=("none", "default", "reduce-overhead", "max-autotune"),
-        help="torch.compile modes measured beside eager (default: 'default' on the CPU, "
-        "'default reduce-overhead' on CUDA; 'none' with --quick)",
-    )
+    add_compile_argument(parser)
     args = parser.parse_args(argv)
     rounds = 2 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
-    modes = args.compile or (["none"] if args.quick else ["default"])
-    if cuda and not args.compile:
-        modes = ["default", "reduce-overhead"]
-    modes = [mode for mode in modes if mode != "none"]
+    modes = compile_modes(args, cuda)
     name = torch.cuda.get_device_name() if cuda else platform.machine()
     results = {
         "command": command_line("head_overhead.py", argv),

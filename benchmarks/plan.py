@@ -73,6 +73,7 @@ STEPS = (
     Step("segmentation_compare", "segmentation_compare"),
     Step("head_overhead", "head_overhead", trains=False),
     Step("segmentation_overhead", "segmentation_overhead", trains=False),
+    Step("head_step", "head_step", trains=False),
     Step("head_overhead_cuda", "head_overhead", ("--device", "cuda"), False, True),
     Step("segmentation_overhead_cuda", "segmentation_overhead", ("--device", "cuda"), False, True),
     Step("openset", "openset"),
@@ -100,6 +101,7 @@ EXTRA_ARGUMENTS = {
         "segmentation_compare": f"{_TINY_SCENES} '--classifier-overrides={_TINY}' --seeds 0",
         "head_overhead": "--quick",
         "segmentation_overhead": "--quick",
+        "head_step": "--quick",
         "openset": f"{_TINY} --seeds 0",
         "new_classes": f"{_TINY} --seeds 0",
         "sklearn_compare": "--train-size 200 --test-size 100",
@@ -119,6 +121,7 @@ EXTRA_ARGUMENTS = {
         f"300 --epochs 3 '--classifier-overrides={_FASHION_SMALL}'",
         "head_overhead": "",  # the scripts' own rounds: a minute each
         "segmentation_overhead": "",
+        "head_step": "",
         "openset": _FASHION_SMALL,
         "new_classes": _FASHION_SMALL,
         "sklearn_compare": "--train-size 2000 --test-size 1000",

@@ -41,6 +41,8 @@ from common import FULL_RESULTS, command_line, write_results
 from deepnc.models.segmentation import create_segmentation_model
 from head_overhead import (
     AllCorrectHead,
+    add_compile_argument,
+    compile_modes,
     dense_clustering,
     describe,
     interleaved_medians,
@@ -96,21 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="results stem (default benchmarks/results/full/segmentation_overhead[_cuda])",
     )
-    parser.add_argument(
-        "--compile",
-        nargs="+",
-        choices=("none", "default", "reduce-overhead", "max-autotune"),
-        help="torch.compile modes measured beside eager (default: 'default' on the CPU, "
-        "'default reduce-overhead' on CUDA; 'none' with --quick)",
-    )
+    add_compile_argument(parser)
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
     device = args.device
     cuda = device.startswith("cuda")
-    modes = args.compile or (["none"] if args.quick else ["default"])
-    if cuda and not args.compile:
-        modes = ["default", "reduce-overhead"]
-    modes = [None] + [mode for mode in modes if mode != "none"]
+    modes = [None, *compile_modes(args, cuda)]  # None: eager
     name_of = torch.cuda.get_device_name if cuda else (lambda: platform.machine())
     results = {
         "command": command_line("segmentation_overhead.py", argv),

@@ -213,10 +213,7 @@ class DNCHead(nn.Module):
         class_scores = similarities.amax(dim=-1)  # (..., C)
         logits = class_scores / self.tau
         if update:
-            # Read here, in the caller's frame, so that torch.compile guards on it there:
-            # once every class is seeded the whole forward recompiles once, as one graph.
-            apply = self._update if self.bank.all_seeded else self._update_while_seeding
-            apply(
+            self._apply_update(
                 embedded.detach(),
                 similarities.detach(),
                 class_scores.detach(),
@@ -238,8 +235,7 @@ class DNCHead(nn.Module):
         checked = self._check_at_once(targets)
         embedded, similarities = self._similarities(features)
         flat = self._flat_targets(targets, features)
-        apply = self._update if self.bank.all_seeded else self._update_while_seeding
-        apply(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
+        self._apply_update(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
 
     @torch.no_grad()
     def seed(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -392,6 +388,15 @@ class DNCHead(nn.Module):
         self.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
         self._step_from_memory(class_slots(labels, correct & seeded, self.num_classes))
 
+    def _apply_update(self, *args, **kwargs) -> None:
+        """:meth:`_update`, eagerly while some class is unseeded. The flag is read here,
+        in the caller's frame, so that torch.compile guards on it there: once every class
+        is seeded the whole forward recompiles once, as one graph."""
+        if self.bank.all_seeded:
+            self._update(*args, **kwargs)
+        else:
+            self._update_while_seeding(*args, **kwargs)
+
     @torch.compiler.disable
     def _update_while_seeding(self, *args, **kwargs) -> None:
         """:meth:`_update` while some class is unseeded: seeding is a host step (k-means++
@@ -410,12 +415,18 @@ class DNCHead(nn.Module):
     ) -> torch.Tensor:
         """``(M,)`` bool: a class label, finite features, and a direction to cluster (a
         constant feature vector normalises to zero)."""
-        in_range = (labels >= 0) & (labels < self.num_classes) & (labels != self.ignore_index)
-        return in_range & finite & (embedded.abs().amax(dim=1) > 0)
+        labelled = (labels != self.ignore_index) & ~out_of_range(
+            labels, self.num_classes, self.ignore_index
+        )
+        return labelled & finite & (embedded.abs().amax(dim=1) > 0)
+
+    def _nonfinite(self, finite: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` bool: NaN/Inf features of samples not ignored (what is reported)."""
+        return ~finite & (labels != self.ignore_index)
 
     def _report_nonfinite(self, finite: torch.Tensor, labels: torch.Tensor) -> None:
         """Raise or warn now about NaN/Inf features of samples not ignored (a sync)."""
-        skipped = int((~finite & (labels != self.ignore_index)).sum())
+        skipped = int(self._nonfinite(finite, labels).sum())
         if not skipped:
             return
         message = f"{skipped} sample(s) with NaN or Inf features"
@@ -429,7 +440,7 @@ class DNCHead(nn.Module):
         self.bad_targets += bad.sum()
         example = torch.where(bad, labels, torch.iinfo(torch.long).min).amax()
         self.bad_target_value.copy_(torch.where(bad.any(), example, self.bad_target_value))
-        self.nonfinite_samples += (~finite & (labels != self.ignore_index)).sum()
+        self.nonfinite_samples += self._nonfinite(finite, labels).sum()
 
     def _step_from_memory(self, slots: ClassSlots) -> None:
         """Cluster the memories of the slots' classes (``S`` of them) and move them."""

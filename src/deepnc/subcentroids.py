@@ -216,8 +216,7 @@ class SubCentroidBank(nn.Module):
         """
         if self._all_seeded:
             return torch.zeros_like(self.initialised)
-        weights = None if include is None else include
-        present = class_counts(labels, self.num_classes, weights) > 0
+        present = class_counts(labels, self.num_classes, include) > 0
         new = present & ~self.initialised
         if not bool(new.any()):
             self._all_seeded = bool(self.initialised.all())
@@ -255,7 +254,8 @@ class SubCentroidBank(nn.Module):
 
         Static shapes and no host-device sync: the work is laid out in
         ``min(M, C)`` class slots (a batch of M samples touches at most that many
-        classes; at ImageNet scale a few dozen of the thousand), unused slots masked.
+        classes: at C = 1000 with a batch of 64, 64 slots, not 1000 rows), unused
+        slots masked.
 
         Args:
             features: ``(M, D)`` unit features of seeded classes.
@@ -452,10 +452,9 @@ class SubCentroidBank(nn.Module):
         # Computed every step and kept only where a sub-centroid is dead, so that the
         # step never asks the host whether one is. A sample fits poorly when even its
         # best sub-centroid is far from it. Order the samples by slot, worst fitted
-        # first; the j-th dead sub-centroid of a class takes the j-th worst sample of
-        # that class.
-        # One integer sort on (slot, fit): the fit in [-1, 1] quantised to 2**-30 (ties
-        # closer than that keep input order), the slot in the high bits.
+        # first (one integer sort: the slot in the high bits, the fit quantised to
+        # 2**-30 in the low ones); the j-th dead sub-centroid of a class takes the j-th
+        # worst sample of that class.
         fit = scores.float().amax(dim=1).clamp(-1.0, 1.0)
         quantised = ((fit.double() + 1.0) * 2**30).long()  # [0, 2**31]
         order = torch.argsort(ids * 2**32 + quantised, stable=True)
