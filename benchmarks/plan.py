@@ -79,6 +79,7 @@ STEPS = (
     Step("openset", "openset"),
     Step("new_classes", "new_classes"),
     Step("sklearn_compare", "sklearn_compare", trains=False),
+    Step("tuning_study", "tuning_study"),
 )
 
 # The smaller budgets' arguments, added after each step's own. Overrides of the configs
@@ -105,6 +106,7 @@ EXTRA_ARGUMENTS = {
         "openset": f"{_TINY} --seeds 0",
         "new_classes": f"{_TINY} --seeds 0",
         "sklearn_compare": "--train-size 200 --test-size 100",
+        "tuning_study": f"--quick {_TINY} --seeds 0",
     },
     "small": {  # seeds: each script's default, 0 1 2
         "classification_fashion-mnist_resnet20": _FASHION_SMALL,
@@ -125,6 +127,7 @@ EXTRA_ARGUMENTS = {
         "openset": _FASHION_SMALL,
         "new_classes": _FASHION_SMALL,
         "sklearn_compare": "--train-size 2000 --test-size 1000",
+        "tuning_study": "",  # its settings are the small budget's own (about 70 minutes)
     },
 }
 

@@ -6,18 +6,21 @@ from deepnc.memory import ClassMemory
 from deepnc.sinkhorn import sinkhorn
 from deepnc.subcentroids import BankDiagnostics, SubCentroidBank
 from deepnc.targets import dnc_heads, seed_heads, training_targets
+from deepnc.warm_start import WarmStartReport, warm_start
 
 __all__ = [
     "BankDiagnostics",
     "ClassMemory",
     "DNCHead",
     "SubCentroidBank",
+    "WarmStartReport",
     "convert",
     "dnc_heads",
     "find_classifier",
     "seed_heads",
     "sinkhorn",
     "training_targets",
+    "warm_start",
 ]
 
 __version__ = "0.1.0"

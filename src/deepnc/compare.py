@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepnc.config import INCIDENTAL_KEYS, TrainConfig
+from deepnc.config import DNC_ONLY_KEYS, INCIDENTAL_KEYS, TrainConfig
 from deepnc.engine.trainer import CHECKPOINT_NAME, primary_metric, train
 
 __all__ = [
@@ -46,7 +46,8 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Train every head with every seed under ``config``; return the run summaries.
 
-    The DNC head options of ``config`` apply to the DNC runs only; everything else (model,
+    The DNC-only keys of ``config`` (head options, warm start, half-life) apply to the
+    DNC runs only; everything else (model,
     data, optimiser, schedule, epochs, augmentation) is identical for both heads.
     ``reuse_from``: folders searched for an identical finished run (see :func:`run_once`).
     """
@@ -57,9 +58,9 @@ def compare(
     for seed in seeds:
         for head in heads:
             run_dir = run_folder(out_dir, head, seed)
-            options = config.head_options if head == "dnc" else {}
+            dnc_only = {} if head == "dnc" else {**DNC_ONLY_KEYS, "head_options": {}}
             run = dataclasses.replace(
-                config, head=head, seed=seed, out_dir=str(run_dir), head_options=options
+                config, head=head, seed=seed, out_dir=str(run_dir), **dnc_only
             )
             summaries.append(run_once(run, reuse_from))
     return summaries

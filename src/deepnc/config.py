@@ -21,11 +21,14 @@ from typing import Any
 import yaml
 
 from deepnc.head import DNCHead
+from deepnc.warm_start import HEAD_INITS
 
 __all__ = [
     "COMPILE_MODES",
+    "DNC_ONLY_KEYS",
     "INCIDENTAL_KEYS",
     "SEGMENTATION_MODEL_OPTIONS",
+    "SPLITS",
     "TASKS",
     "TrainConfig",
     "load_config",
@@ -46,6 +49,9 @@ INCIDENTAL_KEYS = frozenset(
         "compile", "compile_mode",
     }
 )  # fmt: skip
+SPLITS = ("test", "val")  # what evaluate_on may name
+# Keys that only a DNC head reads, with their defaults (a softmax run must leave them be)
+DNC_ONLY_KEYS = {"head_options": {}, "head_init": "first-batch", "subcentroid_half_life": None}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -62,12 +68,17 @@ class TrainConfig:
     image_size: int | None = None
     train_subset: int | None = None
     test_subset: int | None = None
+    val_size: int | None = None
+    evaluate_on: str = "test"
     augment: bool = True
     # The network
     model: str = "resnet20"
     head: str = "dnc"
     pretrained: bool = False
     head_options: dict[str, Any] = field(default_factory=dict)
+    head_init: str = "first-batch"
+    warm_start_samples: int = 500
+    subcentroid_half_life: float | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     aux_weight: float = 0.4
@@ -107,6 +118,24 @@ class TrainConfig:
         _choice("schedule", self.schedule, ("cosine", "step", "constant"))
         _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        _choice("evaluate_on", self.evaluate_on, SPLITS)
+        _choice("head_init", self.head_init, HEAD_INITS)
+        for key in ("val_size", "warm_start_samples"):
+            value = getattr(self, key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if self.evaluate_on == "val" and self.val_size is None and self.dataset != "fashion-scenes":
+            raise ValueError(
+                "evaluate_on: val needs a validation split: set val_size (training images "
+                "held out, class-balanced)"
+            )
+        half_life = self.subcentroid_half_life
+        if half_life is not None and (
+            isinstance(half_life, bool) or not isinstance(half_life, int | float) or half_life <= 0
+        ):
+            raise ValueError(f"subcentroid_half_life must be > 0 epochs or null, got {half_life!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
@@ -135,8 +164,10 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.head == "linear" and self.head_options:
-            raise ValueError("head_options apply to head: dnc only; remove them for head: linear")
+        if self.head == "linear":
+            for key, default in DNC_ONLY_KEYS.items():
+                if getattr(self, key) != default:
+                    raise ValueError(f"{key} apply to head: dnc only; remove it for head: linear")
         allowed = [
             p
             for p in inspect.signature(DNCHead).parameters
@@ -238,6 +269,7 @@ def load_config(
     config = TrainConfig(**values)
     for name in (
         "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing", "aux_weight",
+        "subcentroid_half_life",
     ):  # fmt: skip
         if isinstance(getattr(config, name), int) and not isinstance(getattr(config, name), bool):
             setattr(config, name, float(getattr(config, name)))

@@ -258,6 +258,31 @@ class DNCHead(nn.Module):
         keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
         return self.bank.initialise(embedded, labels.masked_fill(~keep, 0), include=keep)
 
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor, targets: torch.Tensor, iterations: int = 10) -> None:
+        """Fit the sub-centroids of the classes present by balanced k-means: a warm start.
+
+        Unlike :meth:`seed` (k-means++ only) this runs ``iterations`` Sinkhorn rounds, so
+        that a head over a pretrained backbone is a good classifier before any training
+        step; the memory (if any) is filled with the same features. Samples with
+        ``ignore_index``, out-of-range targets or NaN/Inf features are left out. See
+        :func:`deepnc.warm_start` for a pass over a model and its data loader.
+
+        Args:
+            features: ``(M, D)`` head inputs (or ``(B, D, H, W)`` feature maps).
+            targets: ``(M,)`` (or ``(B, H', W')``) int64 class indices.
+            iterations: balanced assignment rounds after seeding (>= 0).
+        """
+        check_features(features, self.in_features)
+        check_targets(targets, features)
+        labels = self._flat_targets(targets, features)
+        embedded = self.embed(features).reshape(-1, self.in_features)
+        keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
+        embedded, labels = embedded[keep], labels[keep]
+        self.bank.fit(embedded, labels, iterations=iterations)
+        if self.memory is not None and features.dim() == 2:
+            self.memory.push(embedded, labels)
+
     def check_inputs(self) -> None:
         """Report the bad inputs that updates left out since the last call, and forget them.
 

@@ -109,9 +109,7 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
         self._fit_scaling(X)
         bank = self._new_bank(momentum=0.0)
         features, labels = self._embed(X), torch.from_numpy(encoded).long()
-        bank.initialise(features, labels)
-        for _ in range(self.max_iter):
-            bank.update(features, labels)
+        bank.fit(features, labels, iterations=self.max_iter)
         self.n_iter_ = self.max_iter
         self._bank = bank
         self._finish()

@@ -29,10 +29,28 @@ from deepnc.grouping import (
 from deepnc.seeding import kmeans_plus_plus
 from deepnc.sinkhorn import sinkhorn_segments
 
-__all__ = ["ASSIGNMENTS", "BankDiagnostics", "SubCentroidBank"]
+__all__ = ["ASSIGNMENTS", "BankDiagnostics", "SubCentroidBank", "half_life_momentum"]
 
 ASSIGNMENTS = ("sinkhorn", "nearest", "random")
 INIT_SAMPLES_PER_CLASS = 256  # k-means++ seeding looks at no more than this many per class
+
+
+def half_life_momentum(half_life: float, limit: float = 0.999) -> float:
+    """The momentum mu whose moving average halves a sample's weight in ``half_life``
+    updates, ``0.5 ** (1 / half_life)``, capped at ``limit``.
+
+    A horizon in updates (the trainer converts one in epochs) instead of a fixed mu: the
+    paper's 0.999 has a half-life of 693 updates, longer than a whole short fine-tuning
+    run, over which each sub-centroid would keep most of its first seed.
+
+    >>> round(half_life_momentum(693), 4), half_life_momentum(1e6)
+    (0.999, 0.999)
+    >>> round(half_life_momentum(6.58), 3)
+    0.9
+    """
+    if isinstance(half_life, bool) or not isinstance(half_life, int | float) or half_life <= 0:
+        raise ValueError(f"half_life must be a number of updates > 0, got {half_life!r}")
+    return min(limit, 0.5 ** (1.0 / half_life))
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,7 @@ class SubCentroidBank(nn.Module):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.num_subcentroids = check_positive_int("num_subcentroids", num_subcentroids)
         self.dim = check_positive_int("dim", dim)
-        self.momentum = check_range("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
+        self.momentum = momentum
         self.momentum_warmup = check_positive_int("momentum_warmup", momentum_warmup, minimum=0)
         self.sinkhorn_eps = check_positive_float("sinkhorn_eps", sinkhorn_eps)
         self.sinkhorn_iterations = check_positive_int("sinkhorn_iterations", sinkhorn_iterations)
@@ -139,6 +157,17 @@ class SubCentroidBank(nn.Module):
         self.register_load_state_dict_post_hook(_refresh_seeded)
 
     # ----------------------------------------------------------------- update API
+    @property
+    def momentum(self) -> float:
+        """mu in [0, 1), settable (validated); see :func:`half_life_momentum`."""
+        return self._momentum_value
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        self._momentum_value = check_range(
+            "momentum", value, 0.0, 1.0, low_open=False, high_open=True
+        )
+
     @property
     def all_seeded(self) -> bool:
         """Whether every class has been seeded (a host-side flag, so reading it never
@@ -240,6 +269,35 @@ class SubCentroidBank(nn.Module):
         return new
 
     @torch.no_grad()
+    def fit(self, features: torch.Tensor, labels: torch.Tensor, iterations: int = 10) -> None:
+        """Balanced k-means of every class present, from scratch: the warm start.
+
+        Each class in ``labels`` is seeded by k-means++ on its samples, then
+        ``iterations`` rounds assign its samples to its sub-centroids by balanced
+        Sinkhorn and move every sub-centroid onto the mean of its samples (momentum 0).
+        Classes absent from ``labels`` keep their sub-centroids. The rounds count
+        neither as momentum updates (``class_updates``) nor in :meth:`diagnostics`.
+        A host-side step (seeding syncs): run it before training.
+
+        Args:
+            features: ``(M, D)`` unit-norm finite features.
+            labels: ``(M,)`` int64 classes in ``[0, C)``.
+            iterations: balanced assignment rounds (>= 0).
+        """
+        check_positive_int("iterations", iterations, minimum=0)
+        present = class_counts(labels, self.num_classes) > 0
+        self.initialised &= ~present  # re-seed the classes present
+        self._all_seeded = False
+        class_updates = self.class_updates.clone()
+        self.initialise(features, labels)
+        for _ in range(iterations):
+            scores = self.own_class_scores(features, labels)
+            self.step(features, labels, scores, momentum=0.0)
+        self.class_updates.copy_(class_updates)
+        self.steps_since_used[present] = 0
+        self.reset_statistics()
+
+    @torch.no_grad()
     def step(
         self,
         features: torch.Tensor,
@@ -249,6 +307,7 @@ class SubCentroidBank(nn.Module):
         *,
         slots: ClassSlots | None = None,
         rows_per_slot: int = 0,
+        momentum: float | None = None,
     ) -> None:
         """Assign, average and move: the momentum update of the classes in ``labels``.
 
@@ -271,6 +330,8 @@ class SubCentroidBank(nn.Module):
                 r belongs to slot r // L, or is left out): the sums are then one
                 batched matmul instead of a scatter, which compiled CPU code would run
                 as atomic adds.
+            momentum: this step's mu instead of the bank's (0 moves every sub-centroid
+                onto the mean of its samples: a k-means round, what :meth:`fit` does).
         """
         self.num_updates += 1
         if slots is None:
@@ -293,7 +354,7 @@ class SubCentroidBank(nn.Module):
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
-        momentum = self._momentum(classes)
+        momentum = self._momentum(classes) if momentum is None else momentum
         blend = momentum * current + (1 - momentum) * means
         # A mean exactly opposite its sub-centroid can cancel it: keep the old one then.
         length = blend.norm(dim=-1, keepdim=True)

@@ -16,7 +16,13 @@ from torch import nn
 
 from deepnc.head import DNCHead
 
-__all__ = ["dnc_heads", "seed_heads", "single_dnc_head", "training_targets"]
+__all__ = [
+    "dnc_heads",
+    "restored_buffers",
+    "seed_heads",
+    "single_dnc_head",
+    "training_targets",
+]
 
 
 def dnc_heads(model: nn.Module) -> list[DNCHead]:
@@ -97,36 +103,46 @@ def seed_heads(
     heads = dnc_heads(model)
     if not heads:
         raise ValueError("model must contain a DNCHead (see deepnc.convert), found none")
-    saved = {
-        name: buffer.clone()
-        for name, buffer in model.named_buffers()
-        if not any(name.startswith(prefix) for prefix in _head_prefixes(model, heads))
-    }
     targets: list[torch.Tensor] = []
 
     def seed_from_input(head: DNCHead, args: tuple) -> None:  # None: the input is unchanged
         head.seed(args[0], targets[0])
 
     hooks = [head.register_forward_pre_hook(seed_from_input) for head in heads]
-    training = model.training
-    model.train()
     try:
-        for index, (images, labels) in enumerate(batches):
-            if all(head.bank.all_seeded for head in heads):
-                break
-            if max_batches is not None and index >= max_batches:
-                break
-            device = heads[0].subcentroids.device
-            targets[:] = [labels.to(device)]
-            model(images.to(device))
+        with restored_buffers(model, heads):
+            model.train()
+            for index, (images, labels) in enumerate(batches):
+                if all(head.bank.all_seeded for head in heads):
+                    break
+                if max_batches is not None and index >= max_batches:
+                    break
+                device = heads[0].subcentroids.device
+                targets[:] = [labels.to(device)]
+                model(images.to(device))
     finally:
         for hook in hooks:
             hook.remove()
+    return all(head.bank.all_seeded for head in heads)
+
+
+@contextmanager
+def restored_buffers(model: nn.Module, heads: list[DNCHead]) -> Iterator[None]:
+    """Run a pass over ``model`` that changes only ``heads``: its other buffers
+    (batch-norm running statistics) and its train/eval mode are put back afterwards."""
+    saved = {
+        name: buffer.clone()
+        for name, buffer in model.named_buffers()
+        if not any(name.startswith(prefix) for prefix in _head_prefixes(model, heads))
+    }
+    training = model.training
+    try:
+        yield
+    finally:
         model.train(training)
         buffers = dict(model.named_buffers())
         for name, value in saved.items():
             buffers[name].copy_(value)
-    return all(head.bank.all_seeded for head in heads)
 
 
 def _head_prefixes(model: nn.Module, heads: list[DNCHead]) -> list[str]:

@@ -40,7 +40,8 @@ def add_parser(commands) -> None:
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
     config = load_config(arguments.config, overrides)
     summary = train(config, resume=arguments.resume)
-    metrics = tuple(f"test_{name}" for name in TEST_METRICS[summary["task"]])
+    split = summary["evaluated_on"]
+    metrics = tuple(f"{split}_{name}" for name in TEST_METRICS[summary["task"]])
     keys = ("task", "model", "head", "dataset", "epochs", *metrics, "seconds_per_epoch")
     print(json.dumps({key: summary[key] for key in keys}, indent=2))
     return 0

@@ -16,6 +16,7 @@ from deepnc.data.base import (
     DatasetSplits,
     ImageTensorDataset,
     dataset_labels,
+    hold_out,
     take_subset,
     validate_split,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "UnreadableImageError",
     "compose_scenes",
     "dataset_labels",
+    "hold_out",
     "list_datasets",
     "load_dataset",
     "select_classes",
@@ -74,6 +76,7 @@ def load_dataset(
     augment: bool = True,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    val_size: int | None = None,
     seed: int = 0,
     **options,
 ) -> DatasetSplits:
@@ -90,6 +93,11 @@ def load_dataset(
             classification, uniformly drawn for segmentation).
         test_subset: keep a subset of this many test images, drawn the same way but
             always with seed 0, so runs of every seed are scored on the same images.
+        val_size: hold this many training images out as the validation split
+            (``splits.val``), class-balanced and always drawn with seed 0, so that
+            runs of every seed are tuned on the same images and never train on them;
+            ``train_subset`` is then drawn from the rest. Classification sets only
+            (fashion-scenes has its own ``val_size`` option).
         seed: seed of the subset (and of an imagefolder's split).
         **options: dataset-specific keywords (``channels`` for imagefolder,
             ``num_classes`` / ``train_size`` / ``test_size`` for fake, ``num_classes`` /
@@ -116,9 +124,20 @@ def load_dataset(
         raise ValueError(f"dataset {name!r} does not take options {unknown}; it takes {allowed}")
     if "seed" in accepted:
         options["seed"] = seed
-    splits = loader(root=root, download=download, image_size=image_size, augment=augment, **options)
-    if classes is not None:
-        splits = select_classes(splits, classes)
+
+    def load(augment: bool) -> DatasetSplits:
+        loaded = loader(
+            root=root, download=download, image_size=image_size, augment=augment, **options
+        )
+        return loaded if classes is None else select_classes(loaded, classes)
+
+    splits = load(augment)
+    if val_size is not None:
+        if splits.task != "classification":
+            raise ValueError(f"val_size holds out classification images; {name} is {splits.task}")
+        # the validation images come unaugmented, as test images do
+        plain = load(augment=False).train if augment else splits.train
+        splits.train, splits.val = hold_out(splits.train, val_size, plain)
     subset = take_subset if splits.task == "classification" else random_subset
     for split, size, subset_seed in (("train", train_subset, seed), ("test", test_subset, 0)):
         if size is None:
@@ -127,6 +146,8 @@ def load_dataset(
             raise ValueError(f"{split}_subset must be a positive number of images, got {size!r}")
         setattr(splits, split, subset(getattr(splits, split), size, subset_seed))
     if splits.task == "classification":
+        if splits.val is not None:
+            validate_split(splits.val, splits.num_classes, f"the validation split of {name}")
         validate_split(splits.train, splits.num_classes, f"the train split of {name}")
         validate_split(splits.test, splits.num_classes, f"the test split of {name}")
     else:  # masks are checked as they are read

@@ -15,7 +15,14 @@ from torch.utils.data import Dataset, Subset
 
 from deepnc.grouping import rank_within_class
 
-__all__ = ["DatasetSplits", "ImageTensorDataset", "dataset_labels", "take_subset", "validate_split"]
+__all__ = [
+    "DatasetSplits",
+    "ImageTensorDataset",
+    "dataset_labels",
+    "hold_out",
+    "take_subset",
+    "validate_split",
+]
 
 
 @dataclass
@@ -166,6 +173,25 @@ def take_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
     rank = rank_within_class(labels[order], int(labels.max()) + 1)
     keep = order[torch.argsort(rank * len(labels) + torch.arange(len(labels)), stable=True)[:size]]
     return Subset(dataset, keep.sort().values.tolist())
+
+
+def hold_out(dataset: Dataset, size: int, plain: Dataset | None = None) -> tuple[Dataset, Dataset]:
+    """``(rest, held_out)``: the samples of ``dataset`` outside a class-balanced subset of
+    ``size`` drawn with seed 0 (:func:`take_subset`), and that subset taken from
+    ``plain`` (the same samples without augmentation; default ``dataset``).
+
+    Raises:
+        ValueError: ``size`` is not a positive int smaller than the dataset.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < len(dataset):
+        raise ValueError(
+            f"val_size must be a positive int below the {len(dataset)} training images, "
+            f"got {size!r}"
+        )
+    held_out = take_subset(dataset, size, seed=0)
+    taken = set(held_out.indices)
+    rest = [index for index in range(len(dataset)) if index not in taken]
+    return Subset(dataset, rest), Subset(plain if plain is not None else dataset, held_out.indices)
 
 
 def validate_split(dataset: Dataset, num_classes: int, description: str) -> None:

@@ -24,14 +24,16 @@ def plot_curves(
 ) -> None:
     """Loss and accuracy per epoch, train and test, from the rows of ``metrics.jsonl``.
 
-    ``train_key`` and ``test_key`` name the figures of the right panel (fractions).
+    ``train_key`` and ``test_key`` name the figures of the right panel (fractions);
+    the scored split's loss is ``test_key``'s split with ``_loss`` (``val_loss``...).
     """
+    split = test_key.split("_", 1)[0]
     epochs = [row["epoch"] for row in rows]
     tested = [row for row in rows if row.get(test_key) is not None]  # see eval_every
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_axis.plot(epochs, [r["train_loss"] for r in rows], marker="o", label="train")
     loss_axis.plot(
-        [r["epoch"] for r in tested], [r["test_loss"] for r in tested], marker="o", label="test"
+        [r["epoch"] for r in tested], [r[f"{split}_loss"] for r in tested], marker="o", label=split
     )
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     accuracy_axis.plot(

@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from deepnc import distributed
 from deepnc.config import INCIDENTAL_KEYS, TrainConfig, save_config
 from deepnc.data import DatasetSplits, load_dataset
 from deepnc.engine.checkpoint import (
@@ -47,7 +48,9 @@ from deepnc.engine.setup import (
 from deepnc.engine.transfer import transfer_backbone
 from deepnc.models import create_model
 from deepnc.models.segmentation import create_segmentation_model
+from deepnc.subcentroids import half_life_momentum
 from deepnc.targets import dnc_heads
+from deepnc.warm_start import warm_start
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -122,10 +125,20 @@ def _loaders(
         )
     common = {"num_workers": config.workers, "pin_memory": runtime.device.type == "cuda"}
     train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
-    # Disjoint shards, no padding: every test image is counted exactly once over all processes.
-    shard = Subset(data.test, range(runtime.rank, len(data.test), runtime.world_size))
+    # Disjoint shards, no padding: every image is counted exactly once over all processes.
+    scored = _scored_split(config, data)
+    shard = Subset(scored, range(runtime.rank, len(scored), runtime.world_size))
     test = DataLoader(shard, config.eval_batch_size, shuffle=False, **common)
     return train, test
+
+
+def _scored_split(config: TrainConfig, data: DatasetSplits):
+    """The split that the epochs are scored on: ``test``, or ``val`` for tuning."""
+    if config.evaluate_on == "test":
+        return data.test
+    if data.val is None:
+        raise ValueError(f"evaluate_on: val, but {config.dataset} has no validation split")
+    return data.val
 
 
 def evaluate_split(
@@ -148,6 +161,49 @@ def evaluate_split(
         model, loader, num_classes=data.num_classes, device=device, amp=amp,
         amp_dtype=amp_dtype, progress=progress,
     )  # fmt: skip
+
+
+def _follow_half_life(
+    model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int, data: DatasetSplits
+) -> None:
+    """Set each DNC head's momentum so that a sub-centroid forgets half of its past in
+    ``config.subcentroid_half_life`` epochs, capped at the head's own momentum.
+
+    Each of the ``steps_per_epoch`` steps (of every process at once) makes one update
+    from the all-gathered batch of B = batch_size x processes samples; a class moves
+    only in the updates whose batch holds it: with C balanced classes, a share
+    ``1 - (1 - 1/C)^B`` of them (all of them for dense heads, whose images hold most
+    classes).
+    """
+    batch = config.batch_size * distributed.world_size()
+    for head in dnc_heads(model):
+        presence = 1 - (1 - 1 / head.num_classes) ** batch if data.task == "classification" else 1
+        updates = config.subcentroid_half_life * steps_per_epoch * presence
+        head.bank.momentum = half_life_momentum(updates, limit=head.bank.momentum)
+        log.info("sub-centroid momentum %.5f (half-life %s epochs)", head.bank.momentum,
+                 config.subcentroid_half_life)  # fmt: skip
+
+
+def _warm_start(
+    model: torch.nn.Module, config: TrainConfig, data: DatasetSplits, runtime: Runtime
+) -> None:
+    """Fit the DNC heads on a class-balanced sample of the training set (identical on
+    every process: an unsharded loader in a seeded order, the same augmentation draws)."""
+    order = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        data.train, config.batch_size, shuffle=True, generator=order,
+        num_workers=config.workers, pin_memory=runtime.device.type == "cuda",
+    )  # fmt: skip
+    torch.manual_seed(epoch_seed(config.seed, -1, 0))
+    report = warm_start(
+        model, loader, samples_per_class=config.warm_start_samples, seed=config.seed,
+        progress=config.progress and runtime.is_main,
+    )  # fmt: skip
+    if runtime.is_main:
+        log.info(
+            "warm start: fitted on %d batches, %d to %d samples per class",
+            report.batches, min(report.samples_per_class), max(report.samples_per_class),
+        )  # fmt: skip
 
 
 def _check_resumable(
@@ -203,6 +259,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         augment=config.augment,
         train_subset=config.train_subset,
         test_subset=config.test_subset,
+        val_size=config.val_size,
         seed=config.seed,
         **config.dataset_options,
     )
@@ -222,6 +279,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
     model = model.to(runtime.device)
     train_loader, test_loader = _loaders(config, data, runtime)
     steps_per_epoch = len(train_loader)
+    if config.subcentroid_half_life is not None:
+        _follow_half_life(model, config, steps_per_epoch, data)
     optimizer = build_optimizer(
         model,
         config.optimizer,
@@ -249,8 +308,11 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         start_epoch = state["epoch"]
         history = [row for row in _read_metrics(out) if row["epoch"] <= start_epoch]
         log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
-    elif resume:
-        log.info("no checkpoint in %s: starting from the beginning", out)
+    else:
+        if resume:
+            log.info("no checkpoint in %s: starting from the beginning", out)
+        if config.head == "dnc" and config.head_init == "warm":
+            _warm_start(model, config, data, runtime)
 
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +328,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         after_step = SeedingWatch(model)
 
     ignore_index = data.ignore_index if data.ignore_index is not None else -100
-    primary = primary_metric(data.task)
+    primary, scored = primary_metric(data.task), config.evaluate_on
     train_accuracy = "train_top1" if data.task == "classification" else "train_pixel_accuracy"
     for epoch in range(start_epoch, config.epochs):
         train_loader.sampler.set_epoch(epoch)
@@ -282,7 +344,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
             "epoch": epoch + 1,
             "train_loss": stats.loss,
             train_accuracy: stats.accuracy,
-            **{f"test_{name}": None for name in TEST_METRICS[data.task]},
+            **{f"{scored}_{name}": None for name in TEST_METRICS[data.task]},
             "lr": stats.lr,
             "epoch_seconds": stats.seconds,
             "step_seconds": stats.step_seconds,
@@ -293,11 +355,11 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
                 amp_dtype=config.amp_dtype,
             )  # fmt: skip
             summary = result.summary()
-            row.update({f"test_{name}": summary[name] for name in TEST_METRICS[data.task]})
+            row.update({f"{scored}_{name}": summary[name] for name in TEST_METRICS[data.task]})
         history.append(row)
         if runtime.is_main:
-            headline = row[f"test_{primary}"]
-            tested = f"test {primary} {100 * headline:.2f}%" if headline is not None else ""
+            headline = row[f"{scored}_{primary}"]
+            tested = f"{scored} {primary} {100 * headline:.2f}%" if headline is not None else ""
             log.info(
                 "epoch %d/%d  train loss %.4f accuracy %.2f%%  %s  %.1f s",
                 epoch + 1, config.epochs, stats.loss, 100 * stats.accuracy, tested, stats.seconds,
@@ -309,7 +371,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
                 out / "curves.png",
                 title=f"{config.model} / {config.head} on {config.dataset}",
                 train_key=train_accuracy,
-                test_key=f"test_{primary}",
+                test_key=f"{scored}_{primary}",
             )
 
     summary = _summary(config, data, model, history, runtime)
@@ -335,7 +397,8 @@ def _save(path, model, optimizer, scheduler, scaler, config, data, epoch) -> Non
 
 def _summary(config, data, model, history, runtime) -> dict[str, Any]:
     last = history[-1] if history else {}
-    primary = f"test_{primary_metric(data.task)}"
+    scored = config.evaluate_on
+    primary = f"{scored}_{primary_metric(data.task)}"
     return {
         "task": data.task,
         "model": config.model,
@@ -343,7 +406,8 @@ def _summary(config, data, model, history, runtime) -> dict[str, Any]:
         "dataset": config.dataset,
         "seed": config.seed,
         "epochs": len(history),
-        **{f"test_{name}": last.get(f"test_{name}") for name in TEST_METRICS[data.task]},
+        "evaluated_on": scored,
+        **{f"{scored}_{name}": last.get(f"{scored}_{name}") for name in TEST_METRICS[data.task]},
         f"best_{primary}": max(
             (r[primary] for r in history if r.get(primary) is not None), default=None
         ),
@@ -354,6 +418,7 @@ def _summary(config, data, model, history, runtime) -> dict[str, Any]:
         "parameters": count_parameters(model),
         "train_size": len(data.train),
         "test_size": len(data.test),
+        "val_size": len(data.val) if data.val is not None else None,
         "world_size": runtime.world_size,
         "device": str(runtime.device),
         "config": config.to_dict(),
