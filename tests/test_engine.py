@@ -153,13 +153,14 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     to float rounding, and compile does not make the two runs count as different recipes."""
     from deepnc.compare import find_finished_run
 
-    options = dict(train_subset=128, test_subset=64, epochs=2, batch_size=64, warmup_epochs=0)
+    # One epoch of three steps (seeding, then the one-graph steady state): over more steps a
+    # tiny net turns rounding differences into flipped near-tie decisions (which samples
+    # count as correct for the update) and the two runs drift apart like two seeds.
+    options = dict(train_subset=192, test_subset=64, epochs=1, batch_size=64, warmup_epochs=0)
     eager = train(tiny(tmp_path / "eager", **options))
     compiled_config = tiny(tmp_path / "compiled", compile=True, **options)
     compiled = train(compiled_config)
     assert compiled["config"]["compile"] is True  # saved with the run
-    # A few samples: two epochs of a tiny net amplify rounding differences (the fused
-    # kernels of inductor sum in another order) into a flipped borderline prediction or four.
-    assert abs(compiled["test_top1"] - eager["test_top1"]) <= 5 / 64
+    assert abs(compiled["test_top1"] - eager["test_top1"]) <= 2 / 64  # a sample or two
     assert math.isclose(compiled["test_loss"], eager["test_loss"], rel_tol=1e-2)
     assert find_finished_run(compiled_config, [tmp_path / "eager"]) is not None

@@ -123,6 +123,18 @@ def test_a_snapped_model_decides_by_training_images(trained, tmp_path, capsys):
     assert abs(report["top1_before"] - report["top1_after"]) < 0.2
 
 
+def test_snapping_after_a_refit_snaps_the_re_estimated_sub_centroids(trained, tmp_path, capsys):
+    out = tmp_path / "refit.safetensors"
+    assert main(["snap", str(trained), "--out", str(out), "--device", "cpu", "--refit"]) == 0
+    assert "after refitting" in capsys.readouterr().out
+    model, state = load_trained_model(out)
+    assert state["exemplars"]["refit"] and state["snap_top1"]["refit"] is not None
+    data = load_checkpoint_dataset(state)
+    indices = torch.tensor(state["exemplars"]["indices"])
+    features = embed_dataset(model, data.train).features
+    assert torch.allclose(find_dnc_head(model).subcentroids, features[indices], atol=1e-6)
+
+
 def test_explain_report_with_a_broken_file(trained, tmp_path, capsys):
     folder = tmp_path / "inputs"
     folder.mkdir()

@@ -31,6 +31,7 @@ from run import step_arguments  # noqa: E402
 SECTION_TITLES = (
     "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
     "6a. Rejecting unknown inputs", "6b. Adding classes", "6c. `DNCClassifier`",
+    "7. Tuning study",
 )  # fmt: skip
 
 

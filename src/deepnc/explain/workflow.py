@@ -56,6 +56,7 @@ class SnapReport:
     embed_seconds: float
     total_seconds: float
     train_size: int
+    top1_refit: float | None = None  # after re-estimating from the final embedding, if asked
 
 
 def _test_top1(model, data: DatasetSplits, device, batch_size: int) -> float:
@@ -68,6 +69,7 @@ def snap_checkpoint(
     out: str | Path | None = None,
     *,
     distinct: bool = True,
+    refit: bool = False,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
     progress: bool = False,
@@ -78,6 +80,10 @@ def snap_checkpoint(
         path: checkpoint file or run folder.
         out: where to write the snapped checkpoint (default ``RUN/snapped.safetensors``).
         distinct: a different training image for each sub-centroid of a class.
+        refit: first re-estimate the sub-centroids from the final embedding of the
+            training set by balanced k-means (:meth:`SubCentroidBank.fit`), so that they
+            sit among the real features they are snapped to: after a short run the
+            momentum average still carries features of the network as it was earlier.
 
     Returns:
         ``(report, path of the snapped checkpoint)``. The snapped checkpoint holds the
@@ -97,6 +103,12 @@ def snap_checkpoint(
         model, data.train, batch_size=batch_size, device=device, progress=progress
     )
     embed_seconds = time.perf_counter() - embed_start
+    top1_refit = None
+    if refit:
+        head.bank.fit(
+            train.features.to(head.subcentroids.device), train.labels.to(head.subcentroids.device)
+        )
+        top1_refit = _test_top1(model, data, device, batch_size)
     before = head.subcentroids.detach().cpu().clone()
     result = snap_subcentroids(before, train.features, train.labels, distinct=distinct)
     apply_snap(head, train.features, result)
@@ -112,6 +124,7 @@ def snap_checkpoint(
         embed_seconds=embed_seconds,
         total_seconds=time.perf_counter() - start,
         train_size=len(train),
+        top1_refit=top1_refit,
     )
     target = Path(out) if out else source.parent / "snapped.safetensors"
     snapped_state = {
@@ -124,9 +137,12 @@ def snap_checkpoint(
         "train_subset": state["config"]["train_subset"],
         "seed": state["config"]["seed"],
         "distinct": distinct,
+        "refit": refit,
         **result.to_json(),
     }
-    snapped_state["snap_top1"] = {"before": report.top1_before, "after": report.top1_after}
+    snapped_state["snap_top1"] = {
+        "before": report.top1_before, "refit": report.top1_refit, "after": report.top1_after,
+    }  # fmt: skip
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     save_checkpoint(target, tensors, snapped_state)
     return report, target
