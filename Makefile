@@ -1,6 +1,7 @@
 # `make demo` (the README's first command: DNC against softmax on real data, ~5 minutes),
 # `make test` (the suite, from a fresh clone), `make results` (RESULTS.md: every table on
-# 2 CPU cores in well under an hour), `make bench` (the full budget: the GPU recipes).
+# 2 CPU cores in well under an hour, and an hour more for the tuning study's first run),
+# `make bench` (the full budget: the GPU recipes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -5,7 +5,8 @@
   figures mean nothing.
 - ``small``: every table on 2 CPU cores in well under an hour: subsets of 2,000
   Fashion-MNIST training images (the full test split scored on a fixed 2,000-image
-  subset), 3 epochs, 3 seeds; fashion-scenes of 600 canvases.
+  subset), 3 epochs, 3 seeds; fashion-scenes of 600 canvases. The tuning study, which
+  trains about 65 runs of these recipes, adds about an hour the first time.
 - ``full``: each script's defaults, the recipes meant for a GPU (all 60,000
   Fashion-MNIST images, EfficientNet-Lite0 at 64x64 with AMP, 2,000 canvases...). On 2
   CPU cores it takes many hours; its results go to ``benchmarks/results/full/``. On a
