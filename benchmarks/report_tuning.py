@@ -99,4 +99,17 @@ def tuning(results: Results, report_dir: Path, draw: bool, appendix=False) -> li
         + "), so the target is "
         + ("met." if wins >= 3 and len(small) >= 4 else "not met.")
     )
+    fixed = [row for row in data["test"] if row.get("also_measured")]
+    if fixed:
+        gains = [
+            mean_std(row["also_measured"]["dnc"])[0] - mean_std(row["dnc"])[0] for row in fixed
+        ]
+        named = change_label(fixed[0]["also_measured"]["change"])
+        here += (
+            f" The configuration fixed in advance ({named}, never chosen from) changes DNC by "
+            + ", ".join(
+                f"{row['setting']} {signed(gain)}" for row, gain in zip(fixed, gains, strict=True)
+            )
+            + " on the held-out settings."
+        )
     return lines + claim(TARGET, here)
