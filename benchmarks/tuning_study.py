@@ -106,7 +106,7 @@ class Study:
         config_path, overrides = (CONFIRM_RECIPE, []) if name == "demo" else small_recipe(name)
         everything = [*overrides, *self.base_overrides, "--progress", "false"]
         if name in (TUNED_ON, "demo"):  # the tuning settings hold their validation split out
-            everything += ["--val_size", str(VALIDATION_SIZE)]
+            everything += ["--validation_size", str(VALIDATION_SIZE)]
         everything += ["--evaluate_on", split]
         if head == "linear":
             everything += ["--head", "linear", "--head_options", "{}"]

@@ -152,9 +152,9 @@ def test_the_bank_momentum_can_be_set_and_is_validated():
         ({"head": "linear", "head_init": "warm"}, "head_init apply to head: dnc only"),
         ({"head": "linear", "subcentroid_half_life": 1.0}, "subcentroid_half_life apply"),
         ({"subcentroid_half_life": 0}, "subcentroid_half_life must be > 0"),
-        ({"evaluate_on": "val"}, "needs a validation split: set val_size"),
+        ({"evaluate_on": "val"}, "needs a validation split: set validation_size"),
         ({"evaluate_on": "train"}, "evaluate_on must be one of"),
-        ({"val_size": 0}, "val_size must be a positive integer"),
+        ({"validation_size": 0}, "validation_size must be a positive integer"),
     ],
 )
 def test_bad_warm_start_and_validation_keys_are_explained(overrides, message):
@@ -163,7 +163,7 @@ def test_bad_warm_start_and_validation_keys_are_explained(overrides, message):
 
 
 def test_the_validation_split_is_held_out_balanced_and_unaugmented():
-    splits = load_dataset("digits", val_size=100, train_subset=500, seed=4)
+    splits = load_dataset("digits", validation_size=100, train_subset=500, seed=4)
     assert len(splits.val) == 100 and len(splits.train) == 500
     counts = dataset_labels(splits.val).bincount()
     assert counts.max() - counts.min() <= 1
@@ -172,10 +172,10 @@ def test_the_validation_split_is_held_out_balanced_and_unaugmented():
     assert not trained_on & set(splits.val.indices)
     assert splits.val.dataset.crop_padding == 0 and not splits.val.dataset.flip
     assert splits.train.dataset.dataset.flip or splits.train.dataset.dataset.crop_padding
-    other_seed = load_dataset("digits", val_size=100, seed=9)
+    other_seed = load_dataset("digits", validation_size=100, seed=9)
     assert splits.val.indices == other_seed.val.indices  # one validation split for every seed
-    with pytest.raises(ValueError, match="val_size must be a positive int below"):
-        load_dataset("digits", val_size=100_000)
+    with pytest.raises(ValueError, match="validation_size must be a positive int below"):
+        load_dataset("digits", validation_size=100_000)
 
 
 def tiny(tmp_path, **overrides):
@@ -187,9 +187,8 @@ def tiny(tmp_path, **overrides):
 
 
 def test_a_warm_started_run_with_a_half_life_is_scored_on_its_validation_split(tmp_path, caplog):
-    config = tiny(
-        tmp_path, head_init="warm", subcentroid_half_life=1.0, val_size=200, evaluate_on="val"
-    )
+    config = tiny(tmp_path, head_init="warm", subcentroid_half_life=1.0, validation_size=200)
+    config.evaluate_on = "val"
     with caplog.at_level("INFO", logger="deepnc"):
         summary = train(config)
     assert summary["evaluated_on"] == "val" and summary["val_size"] == 200

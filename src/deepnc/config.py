@@ -68,7 +68,7 @@ class TrainConfig:
     image_size: int | None = None
     train_subset: int | None = None
     test_subset: int | None = None
-    val_size: int | None = None
+    validation_size: int | None = None
     evaluate_on: str = "test"
     augment: bool = True
     # The network
@@ -120,15 +120,16 @@ class TrainConfig:
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)
-        for key in ("val_size", "warm_start_samples"):
+        for key in ("validation_size", "warm_start_samples"):
             value = getattr(self, key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if self.evaluate_on == "val" and self.val_size is None and self.dataset != "fashion-scenes":
+        has_own_val = self.dataset == "fashion-scenes"
+        if self.evaluate_on == "val" and self.validation_size is None and not has_own_val:
             raise ValueError(
-                "evaluate_on: val needs a validation split: set val_size (training images "
+                "evaluate_on: val needs a validation split: set validation_size (training images "
                 "held out, class-balanced)"
             )
         half_life = self.subcentroid_half_life

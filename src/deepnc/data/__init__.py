@@ -76,7 +76,7 @@ def load_dataset(
     augment: bool = True,
     train_subset: int | None = None,
     test_subset: int | None = None,
-    val_size: int | None = None,
+    validation_size: int | None = None,
     seed: int = 0,
     **options,
 ) -> DatasetSplits:
@@ -93,7 +93,7 @@ def load_dataset(
             classification, uniformly drawn for segmentation).
         test_subset: keep a subset of this many test images, drawn the same way but
             always with seed 0, so runs of every seed are scored on the same images.
-        val_size: hold this many training images out as the validation split
+        validation_size: hold this many training images out as the validation split
             (``splits.val``), class-balanced and always drawn with seed 0, so that
             runs of every seed are tuned on the same images and never train on them;
             ``train_subset`` is then drawn from the rest. Classification sets only
@@ -132,12 +132,14 @@ def load_dataset(
         return loaded if classes is None else select_classes(loaded, classes)
 
     splits = load(augment)
-    if val_size is not None:
+    if validation_size is not None:
         if splits.task != "classification":
-            raise ValueError(f"val_size holds out classification images; {name} is {splits.task}")
+            raise ValueError(
+                f"validation_size holds out classification images; {name} is {splits.task}"
+            )
         # the validation images come unaugmented, as test images do
         plain = load(augment=False).train if augment else splits.train
-        splits.train, splits.val = hold_out(splits.train, val_size, plain)
+        splits.train, splits.val = hold_out(splits.train, validation_size, plain)
     subset = take_subset if splits.task == "classification" else random_subset
     for split, size, subset_seed in (("train", train_subset, seed), ("test", test_subset, 0)):
         if size is None:

@@ -185,7 +185,7 @@ def hold_out(dataset: Dataset, size: int, plain: Dataset | None = None) -> tuple
     """
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < len(dataset):
         raise ValueError(
-            f"val_size must be a positive int below the {len(dataset)} training images, "
+            f"validation_size must be a positive int below the {len(dataset)} training images, "
             f"got {size!r}"
         )
     held_out = take_subset(dataset, size, seed=0)

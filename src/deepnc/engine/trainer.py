@@ -259,7 +259,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool) -> dict[str, Any
         augment=config.augment,
         train_subset=config.train_subset,
         test_subset=config.test_subset,
-        val_size=config.val_size,
+        validation_size=config.validation_size,
         seed=config.seed,
         **config.dataset_options,
     )
