@@ -217,7 +217,7 @@ class DNCHead(nn.Module):
                 embedded.detach(),
                 similarities.detach(),
                 class_scores.detach(),
-                self._flat_targets(targets, features),
+                self.flatten_targets(targets, features),
                 checked=checked,
             )
         if features.dim() == 4:
@@ -234,7 +234,7 @@ class DNCHead(nn.Module):
         check_targets(targets, features)
         checked = self._check_at_once(targets)
         embedded, similarities = self._similarities(features)
-        flat = self._flat_targets(targets, features)
+        flat = self.flatten_targets(targets, features)
         self._apply_update(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
 
     @torch.no_grad()
@@ -253,7 +253,7 @@ class DNCHead(nn.Module):
         check_features(features, self.in_features)
         check_targets(targets, features)
         check_target_values(targets, self.num_classes, self.ignore_index)
-        labels = self._flat_targets(targets, features)
+        labels = self.flatten_targets(targets, features)
         embedded = self.embed(features).reshape(-1, self.in_features)
         keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
         return self.bank.initialise(embedded, labels.masked_fill(~keep, 0), include=keep)
@@ -275,7 +275,7 @@ class DNCHead(nn.Module):
         """
         check_features(features, self.in_features)
         check_targets(targets, features)
-        labels = self._flat_targets(targets, features)
+        labels = self.flatten_targets(targets, features)
         embedded = self.embed(features).reshape(-1, self.in_features)
         keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
         embedded, labels = embedded[keep], labels[keep]
@@ -346,7 +346,9 @@ class DNCHead(nn.Module):
             cosines = embedded @ subcentroids.view(-1, self.in_features).T
         return embedded, cosines.unflatten(-1, (self.num_classes, self.num_subcentroids))
 
-    def _flat_targets(self, targets: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def flatten_targets(self, targets: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``(M,)`` int64 targets, one per row of the flattened features: dense targets of
+        another size are first resized to the ``(B, D, H, W)`` feature map (nearest)."""
         if features.dim() == 4 and targets.shape[-2:] != features.shape[-2:]:
             resized = F.interpolate(targets.unsqueeze(1).float(), size=features.shape[-2:])
             targets = resized.squeeze(1).round().long()

@@ -64,7 +64,7 @@ class _Collector:
     def add(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         """Keep a random share of this batch's samples: ``(N, D)`` or ``(B, D, H, W)``."""
         head, num_classes = self.head, self.head.num_classes
-        labels = head._flat_targets(targets, features).cpu()
+        labels = head.flatten_targets(targets, features).cpu()
         flat = features.detach().float()
         flat = (flat.permute(0, 2, 3, 1) if flat.dim() == 4 else flat).reshape(-1, head.in_features)
         flat = flat.cpu()
