@@ -72,6 +72,7 @@ STEPS = (
     Step("fashion_mnist_ablation", "fashion_mnist_ablation"),
     Step("fashion_mnist_snap", "fashion_mnist_snap"),
     Step("segmentation_compare", "segmentation_compare"),
+    Step("segmentation_tuning", "segmentation_tuning"),
     Step("head_overhead", "head_overhead", trains=False),
     Step("segmentation_overhead", "segmentation_overhead", trains=False),
     Step("head_step", "head_step", trains=False),
@@ -87,6 +88,7 @@ STEPS = (
 # (--train_subset ...) are the recipe; --seeds, --rounds, --quick belong to the scripts.
 _TINY = "--train_subset 96 --test_subset 64 --epochs 1 --batch_size 32 --warmup_epochs 0"
 _FASHION_SMALL = "--train_subset 2000 --test_subset 2000 --epochs 3 --eval_every 3"
+_SCENES_SMALL = "--dataset_options.train_size 600 --dataset_options.test_size 300 --epochs 3"
 _LITE0_CPU = "--image_size 32 --amp false"  # EfficientNet-Lite0 on CPU: 32x32, float32
 _TINY_SCENES = (
     "--dataset_options.train_size 16 --dataset_options.val_size 8 "
@@ -100,7 +102,10 @@ EXTRA_ARGUMENTS = {
         "classification_digits_efficientnet_lite0": f"{_LITE0_CPU} {_TINY} --seeds 0",
         "fashion_mnist_ablation": f"{_TINY} --seeds 0",
         "fashion_mnist_snap": f"{_TINY} --seeds 0",
-        "segmentation_compare": f"{_TINY_SCENES} '--classifier-overrides={_TINY}' --seeds 0",
+        "segmentation_compare": (
+            f"{_TINY_SCENES} '--classifier-overrides={_TINY}' --classifier-epochs 1 --seeds 0"
+        ),
+        "segmentation_tuning": f"{_TINY_SCENES} --seeds 0",
         "head_overhead": "--quick",
         "segmentation_overhead": "--quick",
         "head_step": "--quick",
@@ -120,8 +125,9 @@ EXTRA_ARGUMENTS = {
         ),
         "fashion_mnist_ablation": _FASHION_SMALL,
         "fashion_mnist_snap": _FASHION_SMALL,
-        "segmentation_compare": "--dataset_options.train_size 600 --dataset_options.test_size "
-        f"300 --epochs 3 '--classifier-overrides={_FASHION_SMALL}'",
+        "segmentation_compare": f"{_SCENES_SMALL} '--classifier-overrides={_FASHION_SMALL}' "
+        "--classifier-epochs 1 2 3",
+        "segmentation_tuning": _SCENES_SMALL,
         "head_overhead": "",  # the scripts' own rounds: a minute each
         "segmentation_overhead": "",
         "head_step": "",

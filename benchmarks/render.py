@@ -27,11 +27,12 @@ from report_accuracy import ablation, classification, segmentation, snapping  # 
 from report_beyond import estimator, new_classes, openset  # noqa: E402
 from report_cost import cost  # noqa: E402
 from report_format import Results, table  # noqa: E402
-from report_tuning import tuning  # noqa: E402
+from report_tuning import dense_tuning, tuning  # noqa: E402
 
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 SECTIONS = (
     classification, ablation, snapping, segmentation, cost, openset, new_classes, estimator, tuning,
+    dense_tuning,
 )  # fmt: skip
 
 

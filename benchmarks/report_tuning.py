@@ -113,3 +113,63 @@ def tuning(results: Results, report_dir: Path, draw: bool, appendix=False) -> li
             + " on the held-out settings."
         )
     return lines + claim(TARGET, here)
+
+
+DENSE_TARGET = (
+    "(this library's target, not a claim of the paper) with both heads tuned alike on the "
+    "validation split, the DNC pixel head at least matches the 1x1 conv."
+)
+
+
+def dense_tuning(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("segmentation_tuning")
+    lines = opening(
+        "8. Tuning study: the dense head", data, "segmentation_tuning", results, appendix
+    )
+    if not data:
+        return lines
+    heads = {"dnc": "DNC", "linear": "1x1 conv"}
+    lines += [
+        "FCN over ResNet-20 on fashion-scenes (section 4's recipe), both heads over the same "
+        "learning rates on the set's own validation split (seed 0), DNC then over its own "
+        "knobs (warm start, with and without a 1-epoch momentum half-life; tau 0.2); each "
+        "head's best two get every seed on the validation split, and the best is scored once "
+        f"on the test split, seeds {data['seeds']} (see `benchmarks/segmentation_tuning.py`):",
+        "",
+        *table(
+            ["head", "chosen change", "test mIoU (%)", "per seed"],
+            [
+                [
+                    heads[head],
+                    change_label(data["chosen"][head]),
+                    pm(*mean_std(values)),
+                    ", ".join(f"{v:.2f}" for v in values),
+                ]
+                for head, values in data["test"].items()
+            ],
+        ),
+        "The search on the validation split (mIoU %, mean ± std over the seeds run):",
+        "",
+        *table(
+            ["head", "change of the recipe", "seeds", "mIoU (%)"],
+            [
+                [
+                    heads[row["head"]],
+                    row["change"],
+                    len(row["seeds"]),
+                    pm(row["miou_mean"], row["miou_std"]),
+                ]
+                for row in data["rows"]
+                if row["split"] == "val"
+            ],
+        ),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    difference = data["dnc_minus_softmax"]
+    here = (
+        f"DNC's chosen change is {change_label(data['chosen']['dnc'])}, the 1x1 conv's "
+        f"{change_label(data['chosen']['linear'])}; on the test split DNC minus 1x1 conv is "
+        f"{signed(difference)} mIoU, so the target is {'met' if difference >= 0 else 'not met'}."
+    )
+    return lines + claim(DENSE_TARGET, here)

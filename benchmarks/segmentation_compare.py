@@ -7,7 +7,10 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
 2. ``transfer``: the FCN DNC model started from scratch, from the DNC Fashion-MNIST
    classifier, and from the softmax classifier of the same recipe
    (``configs/fashion-mnist_resnet20.yaml``, seed 0; finished runs under ``runs/`` are
-   reused, so the classifiers of ``classification.py`` are not trained again).
+   reused, so the classifiers of ``classification.py`` are not trained again). With
+   ``--classifier-epochs 1 2 3`` the classifiers are trained for each number of epochs,
+   and the two pretraining heads are compared at equal classifier top-1 (the DNC
+   backbones' mIoU interpolated at each softmax classifier's top-1).
 
 Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
@@ -22,6 +25,7 @@ Writes ``benchmarks/results/full/segmentation_compare.{json,md}`` (``--results``
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import shlex
 import statistics
@@ -31,7 +35,7 @@ from pathlib import Path
 
 from common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
-from deepnc.config import load_config
+from deepnc.config import DNC_ONLY_KEYS, load_config
 
 DECODERS = ("fcn", "deeplabv3")
 
@@ -53,33 +57,68 @@ def head_comparison(seeds, out: Path, overrides: list[str]) -> tuple[dict, str]:
     return {"rows": rows, "targets": targets}, "\n".join(tables)
 
 
-def _classifier(head: str, out: Path, overrides: list[str]) -> Path:
-    """The Fashion-MNIST classifier of ``head`` (reused if it exists anywhere under runs/)."""
+def _classifier(head: str, out: Path, overrides: list[str], epochs: int | None):
+    """The Fashion-MNIST classifier of ``head`` trained for ``epochs`` (``None``: the
+    recipe's own), reused if it exists anywhere under runs/."""
+    if epochs is not None:
+        overrides = [*overrides, "--epochs", str(epochs), "--eval_every", str(epochs)]
     config = load_config(
         ROOT / "configs/fashion-mnist_resnet20.yaml",
         ["--seed", "0", "--progress", "false", *overrides],
     )
     if head == "linear":  # the softmax twin of the recipe, as deepnc compare trains it
-        config = dataclasses.replace(config, head="linear", head_options={})
-    run_dir = out / f"classifier-{head}"
+        config = dataclasses.replace(config, head="linear", **DNC_ONLY_KEYS)
+    suffix = "" if epochs is None else f"-{epochs}epochs"
+    run_dir = out / f"classifier-{head}{suffix}"
     summary = run_once(dataclasses.replace(config, out_dir=str(run_dir)), [ROOT / "runs"])
     return run_dir / "checkpoint.safetensors", summary
 
 
-def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[str]):
-    """mIoU of the FCN DNC model from scratch and from each classifier."""
-    sources = {"scratch": None}
-    classifiers = {}
+def matched_differences(rows: list[dict]) -> list[dict]:
+    """DNC-backbone minus softmax-backbone mIoU at equal classifier top-1 (%): for every
+    softmax classifier whose top-1 lies within the range of the DNC classifiers', the DNC
+    backbones' mIoU linearly interpolated at that top-1, minus the softmax backbone's."""
+    points = {
+        head: sorted(
+            (100 * row["classifier_top1"], row["miou_mean"]) for row in rows if row["init"] == head
+        )
+        for head in ("DNC classifier", "softmax classifier")
+    }
+    dnc = points["DNC classifier"]
+    matched = []
+    for top1, miou in points["softmax classifier"]:
+        for (low, low_miou), (high, high_miou) in itertools.pairwise(dnc):
+            if low <= top1 <= high and high > low:
+                share = (top1 - low) / (high - low)
+                dnc_miou = low_miou + share * (high_miou - low_miou)
+                matched.append(
+                    {
+                        "classifier_top1": top1,
+                        "softmax_miou": miou,
+                        "dnc_miou": dnc_miou,
+                        "dnc_minus_softmax": dnc_miou - miou,
+                    }
+                )
+                break
+    return matched
+
+
+def transfer(
+    seeds, out: Path, overrides: list[str], classifier_overrides: list[str], epochs_sweep=(None,)
+):
+    """mIoU of the FCN DNC model from scratch and from each classifier, one classifier per
+    head and per number of classifier epochs in ``epochs_sweep`` (``None``: the recipe's)."""
+    sources = [("scratch", None, None, None)]
     for head, name in (("dnc", "DNC classifier"), ("linear", "softmax classifier")):
-        checkpoint, summary = _classifier(head, out, classifier_overrides)
-        sources[name] = str(checkpoint)
-        classifiers[name] = summary["test_top1"]
+        for epochs in epochs_sweep:
+            checkpoint, summary = _classifier(head, out, classifier_overrides, epochs)
+            sources.append((name, epochs, str(checkpoint), summary))
     base = _config("fcn", overrides)
     rows = []
-    for name, checkpoint in sources.items():
+    for name, epochs, checkpoint, classifier in sources:
         runs = []
         for seed in seeds:
-            slug = name.split()[0].lower()
+            slug = name.split()[0].lower() + ("" if epochs is None else f"-{epochs}epochs")
             run_dir = out / f"fcn-dnc-from-{slug}-seed{seed}"
             config = dataclasses.replace(
                 base, seed=seed, init_from=checkpoint, out_dir=str(run_dir)
@@ -89,7 +128,8 @@ def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[
         rows.append(
             {
                 "init": name,
-                "classifier_top1": classifiers.get(name),
+                "classifier_epochs": classifier["epochs"] if classifier else None,
+                "classifier_top1": classifier["test_top1"] if classifier else None,  # a fraction
                 "miou": miou,
                 "miou_mean": statistics.mean(miou),
                 "miou_std": statistics.stdev(miou) if len(miou) > 1 else 0.0,
@@ -98,18 +138,27 @@ def transfer(seeds, out: Path, overrides: list[str], classifier_overrides: list[
                 ),
             }
         )
+    matched = matched_differences(rows)
     lines = [
-        "| FCN-ResNet-20, DNC head, initialised from | classifier top-1 (%) | mIoU (%) mean ± std "
-        "| per seed | pixel accuracy (%) |",
-        "| --- | --- | --- | --- | --- |",
+        "| FCN-ResNet-20, DNC head, initialised from | classifier epochs | classifier top-1 (%) "
+        "| mIoU (%) mean ± std | per seed | pixel accuracy (%) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        top1 = f"{100 * row['classifier_top1']:.2f}" if row["classifier_top1"] else "-"
+        top1 = "-" if row["classifier_top1"] is None else f"{100 * row['classifier_top1']:.2f}"
         lines.append(
-            f"| {row['init']} | {top1} | {row['miou_mean']:.2f} ± {row['miou_std']:.2f} "
+            f"| {row['init']} | {row['classifier_epochs'] or '-'} | {top1} "
+            f"| {row['miou_mean']:.2f} ± {row['miou_std']:.2f} "
             f"| {', '.join(f'{v:.2f}' for v in row['miou'])} | {row['pixel_accuracy_mean']:.2f} |"
         )
-    return {"rows": rows}, "\n".join(lines) + "\n"
+    if matched:
+        lines += ["", "At equal classifier top-1 (DNC backbones interpolated):", ""]
+        lines += [
+            f"- {m['classifier_top1']:.2f}%: DNC {m['dnc_miou']:.2f}, softmax "
+            f"{m['softmax_miou']:.2f} mIoU ({m['dnc_minus_softmax']:+.2f})"
+            for m in matched
+        ]
+    return {"rows": rows, "matched": matched}, "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--classifier-overrides", default="",
         help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',
+    )  # fmt: skip
+    parser.add_argument(
+        "--classifier-epochs", type=int, nargs="+", default=None,
+        help="transfer: train the classifiers for each of these epochs (a sweep, to compare "
+        "the backbones at equal classifier top-1); default the recipe's own",
     )  # fmt: skip
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -140,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             out / "transfer",
             overrides,
             shlex.split(arguments.classifier_overrides),
+            arguments.classifier_epochs or (None,),
         )
         sections += ["## Transfer of a classification backbone\n", text]
     report["wall_seconds"] = time.time() - start
