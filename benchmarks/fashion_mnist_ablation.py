@@ -63,16 +63,19 @@ VARIANTS = {
     "tau 0.2": _dnc("tau", tau=0.2),
     "softmax": {"group": "softmax", "head": "linear", "head_options": {}},
     "softmax, label smoothing 0.1": {
-        "group": "softmax", "head": "linear", "head_options": {}, "label_smoothing": 0.1,
+        "group": "softmax",
+        "head": "linear",
+        "head_options": {},
+        "label_smoothing": 0.1,
     },
-}  # fmt: skip
+}
 
 
 def subcentroid_fit(run_dir: Path) -> dict[str, float]:
     """How near the sub-centroids are to real training features, and to one another."""
-    model, state = load_trained_model(run_dir)
+    model, checkpoint = load_trained_model(run_dir)
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(state)
+    data = load_checkpoint_dataset(checkpoint)
     train = embed_dataset(model, data.train, batch_size=512)
     subcentroids = head.subcentroids.detach().cpu()
     nearest = snap_subcentroids(subcentroids, train.features, train.labels, distinct=False)

@@ -26,6 +26,7 @@ import torch
 from common import FULL_RESULTS, command_line, write_results
 from deepnc import DNCHead
 from deepnc.grouping import ClassSlots, class_slots
+from deepnc.head_update import step_from_memory
 from head_overhead import compiled, interleaved_medians
 
 C, K, L, D, N = 1000, 4, 64, 2048, 64
@@ -82,12 +83,12 @@ def layout_row(rounds: int) -> dict:
     present[labels] = True
     block = ClassSlots(classes=torch.arange(C), valid=present, ids=torch.empty(0))
     heads = {"slots": seeded_head(), "block": seeded_head()}
-    heads["slots"]._step_from_memory(slots)
-    heads["block"]._step_from_memory(block)
+    for head, layout in ((heads["slots"], slots), (heads["block"], block)):
+        step_from_memory(head.bank, head.memory, layout)
     torch.testing.assert_close(heads["slots"].subcentroids, heads["block"].subcentroids)
     steps = {
-        "slots": lambda: heads["slots"]._step_from_memory(slots),
-        "block": lambda: heads["block"]._step_from_memory(block),
+        "slots": lambda: step_from_memory(heads["slots"].bank, heads["slots"].memory, slots),
+        "block": lambda: step_from_memory(heads["block"].bank, heads["block"].memory, block),
     }
     medians = interleaved_medians(steps, rounds=rounds, warmup=1)
     return {

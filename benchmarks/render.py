@@ -31,9 +31,17 @@ from report_tuning import dense_tuning, tuning  # noqa: E402
 
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 SECTIONS = (
-    classification, ablation, snapping, segmentation, cost, openset, new_classes, estimator, tuning,
+    classification,
+    ablation,
+    snapping,
+    segmentation,
+    cost,
+    openset,
+    new_classes,
+    estimator,
+    tuning,
     dense_tuning,
-)  # fmt: skip
+)
 
 
 def load_results(directory: Path) -> Results:

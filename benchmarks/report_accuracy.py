@@ -86,9 +86,16 @@ def classification(results: Results, report_dir: Path, draw: bool, appendix=Fals
         noise = max(dnc["top1_std"], softmax["top1_std"])
         verdicts.append((dnc["top1_mean"] - softmax["top1_mean"], noise))
     header = [
-        "dataset", "backbone", "head", "top-1 (%) mean ± std", "per seed",
-        "trainable params", "sub-centroid numbers (buffers)", "s / epoch", "step / softmax",
-    ]  # fmt: skip
+        "dataset",
+        "backbone",
+        "head",
+        "top-1 (%) mean ± std",
+        "per seed",
+        "trainable params",
+        "sub-centroid numbers (buffers)",
+        "s / epoch",
+        "step / softmax",
+    ]
     lines += [*table(header, rows), "Commands:", "", *commands, ""]
     if draw:
         figures.paired_bars(
@@ -141,10 +148,14 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
         for row in rows
     ]
     header = [
-        "group", "variant", "top-1 (%) mean ± std", "vs paper settings",
-        "cosine between a class's sub-centroids", "smallest sub-centroid share",
+        "group",
+        "variant",
+        "top-1 (%) mean ± std",
+        "vs paper settings",
+        "cosine between a class's sub-centroids",
+        "smallest sub-centroid share",
         "sub-centroid to nearest training image (cos)",
-    ]  # fmt: skip
+    ]
     recipe = data["recipe"]
     lines += [
         f"Each row changes one thing of the paper's settings; {recipe['epochs']} epochs, "
@@ -242,10 +253,16 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
         "refitted sub-centroid to its image (cos)",
     ]
     header = [
-        "seed", "top-1 before (%)", "top-1 after (%)", "drop (points)",
-        "sub-centroid to its image (cos)", "pairwise cos before / after",
-        *(refit_header if refit else []), "training images", "seconds",
-    ]  # fmt: skip
+        "seed",
+        "top-1 before (%)",
+        "top-1 after (%)",
+        "drop (points)",
+        "sub-centroid to its image (cos)",
+        "pairwise cos before / after",
+        *(refit_header if refit else []),
+        "training images",
+        "seconds",
+    ]
     drop, spread = mean_std([row["drop"] for row in rows])
     before, after = (mean_std([row[key] for row in rows]) for key in ("top1_before", "top1_after"))
     summary = ["mean ± std", pm(*before), pm(*after), pm(drop, spread), "", ""]
@@ -372,9 +389,14 @@ def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False)
             dnc_bars.append((dnc["miou_mean"], dnc["miou_std"]))
             conv_bars.append((conv["miou_mean"], conv["miou_std"]))
         header = [
-            "decoder", "head", "mIoU (%) mean ± std", "per seed", "trainable params",
-            "s / epoch", "step / 1x1 conv",
-        ]  # fmt: skip
+            "decoder",
+            "head",
+            "mIoU (%) mean ± std",
+            "per seed",
+            "trainable params",
+            "s / epoch",
+            "step / 1x1 conv",
+        ]
         lines += table(header, rows)
     transfer_here = ""
     if "transfer" in data:

@@ -113,9 +113,10 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
     inference = [r for r, kind in zip(ratios, kinds, strict=True) if kind == "inference"]
     within = sum(r <= PAPER_TRAINING_RATIO for r in training)
     largest = max(
-        (r, label) for r, label, kind in zip(ratios, labels, kinds, strict=True)
+        (r, label)
+        for r, label, kind in zip(ratios, labels, kinds, strict=True)
         if kind == "training"
-    )  # fmt: skip
+    )
     here = (
         f"{within} of {len(training)} training-step ratios are within the paper's 5%; the "
         f"largest is {largest[0]:.2f}x ({largest[1]})"

@@ -163,17 +163,22 @@ def transfer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__.splitlines()[0], "bench_segmentation", "segmentation_compare")
-    parser.add_argument("--parts", nargs="+", choices=("compare", "transfer"),
-                        default=["compare", "transfer"])  # fmt: skip
     parser.add_argument(
-        "--classifier-overrides", default="",
+        "--parts", nargs="+", choices=("compare", "transfer"), default=["compare", "transfer"]
+    )
+    parser.add_argument(
+        "--classifier-overrides",
+        default="",
         help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--classifier-epochs", type=int, nargs="+", default=None,
+        "--classifier-epochs",
+        type=int,
+        nargs="+",
+        default=None,
         help="transfer: train the classifiers for each of these epochs (a sweep, to compare "
         "the backbones at equal classifier top-1); default the recipe's own",
-    )  # fmt: skip
+    )
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(arguments.out)

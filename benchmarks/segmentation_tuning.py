@@ -73,11 +73,17 @@ class DenseStudy:
         rows = []
         for (split, head, change), by_seed in grouped.items():
             values = [by_seed[seed] for seed in sorted(by_seed)]
-            rows.append({
-                "split": split, "head": head, "change": change, "seeds": sorted(by_seed),
-                "miou": values, "miou_mean": statistics.mean(values),
-                "miou_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "split": split,
+                    "head": head,
+                    "change": change,
+                    "seeds": sorted(by_seed),
+                    "miou": values,
+                    "miou_mean": statistics.mean(values),
+                    "miou_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                }
+            )
         return rows
 
 

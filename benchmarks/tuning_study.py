@@ -125,11 +125,17 @@ class Study:
         rows = []
         for (setting, head, change), by_seed in self.scores.items():
             values = [by_seed[seed] for seed in sorted(by_seed)]
-            rows.append({
-                "setting": setting, "head": head, "change": json.loads(change),
-                "seeds": sorted(by_seed), "top1": values, "top1_mean": statistics.mean(values),
-                "top1_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "setting": setting,
+                    "head": head,
+                    "change": json.loads(change),
+                    "seeds": sorted(by_seed),
+                    "top1": values,
+                    "top1_mean": statistics.mean(values),
+                    "top1_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                }
+            )
         return rows
 
 
@@ -185,11 +191,15 @@ def test(study: Study, chosen: dict, seeds: list[int], held_out: tuple[str, ...]
         dnc = [study.score(setting, "dnc", dnc_change, seed) for seed in seeds]
         softmax = [study.score(setting, "linear", softmax_change, seed) for seed in seeds]
         row = {
-            "setting": setting.split("@")[0], "tuned_here": setting.startswith(TUNED_ON),
-            "dnc_change": dnc_change, "softmax_change": softmax_change, "seeds": seeds,
-            "dnc": dnc, "softmax": softmax,
+            "setting": setting.split("@")[0],
+            "tuned_here": setting.startswith(TUNED_ON),
+            "dnc_change": dnc_change,
+            "softmax_change": softmax_change,
+            "seeds": seeds,
+            "dnc": dnc,
+            "softmax": softmax,
             "dnc_minus_softmax": statistics.mean(dnc) - statistics.mean(softmax),
-        }  # fmt: skip
+        }
         if not row["tuned_here"]:
             also = [study.score(setting, "dnc", ALSO_MEASURED, seed) for seed in seeds]
             row["also_measured"] = {"change": ALSO_MEASURED, "dnc": also}
@@ -207,8 +217,13 @@ def markdown(command: str, tuning: dict, tests: list[dict], rows: list[dict]) ->
             f"| {statistics.mean(dnc):.2f} | {statistics.mean(softmax):.2f} "
             f"| {row['dnc_minus_softmax']:+.2f} |"
         )
-    lines += ["", f"chosen: {json.dumps(tuning['chosen'])}", "", "| setting | head | change | "
-              "seeds | top-1 |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += [
+        "",
+        f"chosen: {json.dumps(tuning['chosen'])}",
+        "",
+        "| setting | head | change | seeds | top-1 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         lines.append(
             f"| {row['setting']} | {HEADS[row['head']]} | {label(row['change'])} "

@@ -29,10 +29,16 @@ from report_format import Results, mean_std  # noqa: E402
 from run import step_arguments  # noqa: E402
 
 SECTION_TITLES = (
-    "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
-    "6a. Rejecting unknown inputs", "6b. Adding classes", "6c. `DNCClassifier`",
+    "1. Classification",
+    "2. Ablations",
+    "3. Explanations",
+    "4. Segmentation",
+    "5. Cost",
+    "6a. Rejecting unknown inputs",
+    "6b. Adding classes",
+    "6c. `DNCClassifier`",
     "7. Tuning study",
-)  # fmt: skip
+)
 
 
 def test_every_step_names_a_script_with_main_and_existing_configs():
@@ -114,18 +120,27 @@ def _classification_json(dnc: list[float], softmax: list[float]) -> dict:
     def row(head, values):
         mean, std = mean_std(values)
         return {
-            "head": head, "top1": values, "top1_mean": mean, "top1_std": std,
-            "trainable_parameters": 10, "subcentroid_numbers": 4 if head == "dnc" else 0,
-            "seconds_per_epoch": 1.0, "step_seconds": 0.1, "step_ratio": 1.0,
-        }  # fmt: skip
+            "head": head,
+            "top1": values,
+            "top1_mean": mean,
+            "top1_std": std,
+            "trainable_parameters": 10,
+            "subcentroid_numbers": 4 if head == "dnc" else 0,
+            "seconds_per_epoch": 1.0,
+            "step_seconds": 0.1,
+            "step_ratio": 1.0,
+        }
 
     config = {"epochs": 2, "batch_size": 10, "image_size": None, "head_options": {}}
     return {
-        "command": "python benchmarks/classification.py", "dataset": "digits",
-        "model": "resnet20", "config": config, "seeds": [0, 1, 2],
+        "command": "python benchmarks/classification.py",
+        "dataset": "digits",
+        "model": "resnet20",
+        "config": config,
+        "seeds": [0, 1, 2],
         "rows": [row("dnc", dnc), row("linear", softmax)],
         "runs": [{"train_size": 100, "test_size": 50}],
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize(
@@ -150,11 +165,17 @@ def test_the_classification_verdict_follows_the_numbers(tmp_path, dnc, softmax, 
 def _ablation_json(random_pairwise: float) -> dict:
     def row(group, variant, top1, pairwise, share, change):
         return {
-            "group": group, "variant": variant, "top1": [top1] * 3, "top1_mean": top1,
-            "top1_std": 0.0, "seeds": [0, 1, 2], "pairwise_cosine": pairwise,
-            "smallest_share": share, "nearest_training_cosine": 0.9,
+            "group": group,
+            "variant": variant,
+            "top1": [top1] * 3,
+            "top1_mean": top1,
+            "top1_std": 0.0,
+            "seeds": [0, 1, 2],
+            "pairwise_cosine": pairwise,
+            "smallest_share": share,
+            "nearest_training_cosine": 0.9,
             "change": {"head": "dnc", "head_options": change},
-        }  # fmt: skip
+        }
 
     recipe = {"epochs": 4, "batch_size": 100, "train_subset": 1000, "head_options": {}}
     rows = [

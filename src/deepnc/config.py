@@ -6,13 +6,12 @@
 >>> load_config(None, ["--epoch", "3"])
 Traceback (most recent call last):
 ...
-ValueError: unknown config key 'epoch'; did you mean 'epochs'?
+ValueError: unknown config key 'epoch'. Did you mean 'epochs'?
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from deepnc._validate import did_you_mean
 from deepnc.head import DNCHead
 from deepnc.warm_start import HEAD_INITS
 
@@ -45,13 +45,30 @@ SEGMENTATION_MODEL_OPTIONS = ("aux", "decoder_channels", "atrous_rates")
 # sums, not the recipe.
 INCIDENTAL_KEYS = frozenset(
     {
-        "out_dir", "progress", "workers", "threads", "device", "data_root", "download",
-        "compile", "compile_mode",
+        "out_dir",
+        "progress",
+        "workers",
+        "threads",
+        "device",
+        "data_root",
+        "download",
+        "compile",
+        "compile_mode",
     }
-)  # fmt: skip
+)
 SPLITS = ("test", "val")  # what evaluate_on may name
 # Keys that only a DNC head reads, with their defaults (a softmax run must leave them be)
 DNC_ONLY_KEYS = {"head_options": {}, "head_init": "first-batch", "subcentroid_half_life": None}
+# Keys that take a number >= 0 (ints are stored as floats)
+NON_NEGATIVE_FLOATS = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "gamma",
+    "label_smoothing",
+    "aux_weight",
+)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -142,10 +159,7 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        for key in (
-            "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing",
-            "aux_weight",
-        ):  # fmt: skip
+        for key in NON_NEGATIVE_FLOATS:
             value = getattr(self, key)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
@@ -177,14 +191,15 @@ class TrainConfig:
         for key in self.head_options:
             if key not in allowed:
                 raise ValueError(
-                    f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}"
+                    f"unknown head option {key!r}; allowed: {allowed}."
+                    + did_you_mean(key, allowed, cutoff=0.5)
                 )
         allowed = list(SEGMENTATION_MODEL_OPTIONS) if self.task == "segmentation" else []
         for key in self.model_options:
             if key not in allowed:
                 raise ValueError(
-                    f"unknown model option {key!r} for task {self.task}{_hint(key, allowed)}; "
-                    f"allowed: {allowed}"
+                    f"unknown model option {key!r} for task {self.task}; allowed: {allowed}."
+                    + did_you_mean(key, allowed, cutoff=0.5)
                 )
         for key in ("dataset_options", "model_options", "head_options"):
             if not isinstance(getattr(self, key), dict):
@@ -203,11 +218,6 @@ class TrainConfig:
 def _choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _hint(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -266,12 +276,10 @@ def load_config(
             values[key] = value
     unknown = [key for key in values if key not in _FIELDS]
     if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}{_hint(unknown[0], list(_FIELDS))}")
+        key = unknown[0]
+        raise ValueError(f"unknown config key {key!r}." + did_you_mean(key, _FIELDS, cutoff=0.5))
     config = TrainConfig(**values)
-    for name in (
-        "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing", "aux_weight",
-        "subcentroid_half_life",
-    ):  # fmt: skip
+    for name in (*NON_NEGATIVE_FLOATS, "subcentroid_half_life"):  # YAML's 1 means 1.0 here
         if isinstance(getattr(config, name), int) and not isinstance(getattr(config, name), bool):
             setattr(config, name, float(getattr(config, name)))
     return config.validate()

@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from deepnc.engine.loop import main_and_aux
+from deepnc.checkpoint import resolve_checkpoint
+from deepnc.engine.evaluation import evaluate_split
 from deepnc.engine.plots import plot_confusion
-from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model, resolve_checkpoint
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.engine.setup import select_device
-from deepnc.engine.trainer import evaluate_split
 from deepnc.explain.dense import plot_segmentation
+from deepnc.models.outputs import main_and_aux
 
 PREDICTION_SAMPLES = 6  # test images drawn in predictions.png for a segmentation model
 
@@ -44,8 +45,10 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         raise ValueError(f"eval takes no config overrides, got {rest}")
     path = resolve_checkpoint(arguments.checkpoint)
     device = select_device(arguments.device)
-    model, state = load_trained_model(path, device)
-    data = load_checkpoint_dataset(state, dataset=arguments.dataset, data_root=arguments.data_root)
+    model, checkpoint = load_trained_model(path, device)
+    data = load_checkpoint_dataset(
+        checkpoint, dataset=arguments.dataset, data_root=arguments.data_root
+    )
     split = getattr(data, arguments.split)
     if split is None:
         raise ValueError(f"{data.name} has no {arguments.split} split")
@@ -100,6 +103,12 @@ def _draw_predictions(model, split, data, device, path: Path) -> None:
     images, masks = torch.stack(images), torch.stack(masks)
     logits, _ = main_and_aux(model(images.to(device)))
     plot_segmentation(
-        images, masks, logits.argmax(1).cpu(), class_names=data.class_names,
-        mean=data.mean, std=data.std, path=path, ignore_index=data.ignore_index,
-    )  # fmt: skip
+        images,
+        masks,
+        logits.argmax(1).cpu(),
+        class_names=data.class_names,
+        mean=data.mean,
+        std=data.std,
+        path=path,
+        ignore_index=data.ignore_index,
+    )

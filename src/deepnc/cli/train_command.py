@@ -8,7 +8,8 @@ import json
 import textwrap
 
 from deepnc.config import TrainConfig, load_config
-from deepnc.engine.trainer import TEST_METRICS, train
+from deepnc.engine.evaluation import TEST_METRICS
+from deepnc.engine.trainer import train
 
 
 def config_keys_help() -> str:

@@ -86,8 +86,10 @@ def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
         # The model's own prediction: argmax over classes of the upsampled class logits.
         class_scores = F.interpolate(
             cosines.unflatten(1, (head.num_classes, head.num_subcentroids)).amax(2),
-            size=size, mode="bilinear", align_corners=False,
-        )  # fmt: skip
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        )
         predicted = class_scores.argmax(1)  # (B, H, W)
         own = upsampled.gather(
             1, predicted[:, None, None].expand(-1, 1, head.num_subcentroids, -1, -1)
@@ -102,9 +104,12 @@ def _imshow(axis, pixels: np.ndarray) -> None:
     """uint8 grey ``(H, W)``, uint8 RGB or float RGB in [0, 1], pixel for pixel."""
     grey = pixels.ndim == 2
     axis.imshow(
-        pixels, cmap="gray" if grey else None, vmin=0 if grey else None,
-        vmax=255 if grey else None, interpolation="nearest",
-    )  # fmt: skip
+        pixels,
+        cmap="gray" if grey else None,
+        vmin=0 if grey else None,
+        vmax=255 if grey else None,
+        interpolation="nearest",
+    )
     axis.axis("off")
 
 
@@ -195,10 +200,12 @@ def plot_subcentroid_map(
             )
         used = int((counts > 0).sum())
         legend.text(
-            num_subcentroids * 0.045 + 0.02, y + 0.01,
-            f"{class_names[label]} ({used}/{num_subcentroids} used)", fontsize=7,
+            num_subcentroids * 0.045 + 0.02,
+            y + 0.01,
+            f"{class_names[label]} ({used}/{num_subcentroids} used)",
+            fontsize=7,
             transform=legend.transAxes,
-        )  # fmt: skip
+        )
     legend.set_title("sub-centroids per class", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
