@@ -18,8 +18,8 @@ close the sub-centroids are to real training features (mean cosine to the neares
 training image of the class). Finished runs anywhere under ``runs/`` with an identical
 recipe are reused.
 
-    python benchmarks/fashion_mnist_ablation.py
-    python benchmarks/fashion_mnist_ablation.py --seeds 0 --epochs 1 --train_subset 2000   # quick
+    python -m benchmarks.fashion_mnist_ablation
+    python -m benchmarks.fashion_mnist_ablation --seeds 0 --epochs 1 --train_subset 2000   # quick
 
 Writes ``benchmarks/results/full/fashion_mnist_ablation.{json,md}`` (``--results``).
 """
@@ -33,7 +33,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model

@@ -18,9 +18,9 @@ CPU, ``default`` and ``reduce-overhead`` (CUDA graphs) on CUDA.
 Both heads of a pair run the same network with the same weights, interleaved round by
 round so that drifts of the machine hit both alike; each figure is a median.
 
-    python benchmarks/head_overhead.py            # the figures in the README
-    python benchmarks/head_overhead.py --quick    # seconds: checks that it runs (eager only)
-    python benchmarks/head_overhead.py --device cuda
+    python -m benchmarks.head_overhead            # the figures in the README
+    python -m benchmarks.head_overhead --quick    # seconds: checks that it runs (eager only)
+    python -m benchmarks.head_overhead --device cuda
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 import torchvision
 
 import deepnc
-from common import FULL_RESULTS, command_line, status_bytes, write_results
+from benchmarks.common import FULL_RESULTS, command_line, status_bytes, write_results
 from deepnc import DNCHead
 from deepnc.config import COMPILE_MODES
 from deepnc.engine.compile import compile_model

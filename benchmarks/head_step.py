@@ -9,8 +9,8 @@ writes as JSON (``--results``, default ``benchmarks/results/full/head_step``):
 2. the memory clustering of one step laid out in ``min(N, C)`` class slots (what the
    head does) against one row per class (an all-classes block), with the same result.
 
-    python benchmarks/head_step.py
-    python benchmarks/head_step.py --quick    # seconds: eager only, 2 rounds
+    python -m benchmarks.head_step
+    python -m benchmarks.head_step --quick    # seconds: eager only, 2 rounds
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from common import FULL_RESULTS, command_line, write_results
+from benchmarks.common import FULL_RESULTS, command_line, write_results
+from benchmarks.head_overhead import compiled, interleaved_medians
 from deepnc import DNCHead
 from deepnc.grouping import ClassSlots, class_slots
 from deepnc.head_update import step_from_memory
-from head_overhead import compiled, interleaved_medians
 
 C, K, L, D, N = 1000, 4, 64, 2048, 64
 

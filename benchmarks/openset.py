@@ -9,8 +9,8 @@ handwritten digits resized to 28x28 (far out-of-distribution). For each score: A
 (known vs unknown) and the FPR at 95% TPR (the share of unknown inputs accepted by the
 threshold that keeps 95% of the known ones).
 
-    python benchmarks/openset.py                                   # the committed figures
-    python benchmarks/openset.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
+    python -m benchmarks.openset                                   # the committed figures
+    python -m benchmarks.openset --seeds 0 --epochs 1 --train_subset 2000   # a quick look
 
 Writes ``benchmarks/results/full/openset.{json,md}`` (``--results``).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from common import command_line, fashion_classes_config, training_parser, write_results
+from benchmarks.common import command_line, fashion_classes_config, training_parser, write_results
 from deepnc.compare import compare, run_folder
 from deepnc.data import load_dataset
 from deepnc.data.normalise import normalise

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import report_figures as figures
-from plan import CLASSIFICATION_CONFIGS
-from report_format import (
+from benchmarks import report_figures as figures
+from benchmarks.plan import CLASSIFICATION_CONFIGS
+from benchmarks.report_format import (
     Results,
     claim,
     code,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import report_figures as figures
-from report_format import Results, claim, code, image, mean_std, opening, pm, table
+from benchmarks import report_figures as figures
+from benchmarks.report_format import Results, claim, code, image, mean_std, opening, pm, table
 
 SCORE_NAMES = {
     "dnc/similarity": "DNC, similarity to the nearest sub-centroid",
@@ -139,7 +139,7 @@ def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) ->
     if not data:
         return lines
     sets = data.get("sets", {k: v for k, v in data.items() if k not in ("command", "machine")})
-    command = data.get("command", "python benchmarks/sklearn_compare.py")
+    command = data.get("command", "python -m benchmarks.sklearn_compare")
     verdicts = []
     for name, classifiers in sets.items():
         rows = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import report_figures as figures
-from report_format import Results, claim, code, image, opening, table
+from benchmarks import report_figures as figures
+from benchmarks.report_format import Results, claim, code, image, opening, table
 
 PAPER_TRAINING_RATIO = 1.05
 

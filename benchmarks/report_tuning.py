@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report_format import Results, claim, code, mean_std, opening, pm, signed, table
+from benchmarks.report_format import Results, claim, code, mean_std, opening, pm, signed, table
 
 TARGET = (
     "(this library's target, not a claim of the paper) with both heads tuned alike, DNC "

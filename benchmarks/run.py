@@ -26,12 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent
-if str(BENCHMARKS) not in sys.path:  # the scripts import one another as top-level modules
-    sys.path.insert(0, str(BENCHMARKS))
-
-from common import ROOT, relative  # noqa: E402
-from plan import BUDGETS, Step, plan  # noqa: E402
+from benchmarks.common import ROOT, relative
+from benchmarks.plan import BUDGETS, Step, plan
 
 log = logging.getLogger("benchmarks")
 
@@ -50,7 +46,7 @@ def run_step(step: Step, argv: list[str]) -> tuple[str, float]:
     """Run one script in-process; return its status and its wall-clock seconds."""
     start = time.time()
     try:
-        status = importlib.import_module(step.script).main(argv)
+        status = importlib.import_module(f"benchmarks.{step.script}").main(argv)
     except Exception:  # one failing script is reported; the driver decides whether to go on
         log.error("%s failed:\n%s", step.name, traceback.format_exc())
         return "failed", time.time() - start

@@ -15,8 +15,8 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
 Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
 
-    python benchmarks/segmentation_compare.py                  # the committed figures
-    python benchmarks/segmentation_compare.py --seeds 0 --epochs 1 \\
+    python -m benchmarks.segmentation_compare                  # the committed figures
+    python -m benchmarks.segmentation_compare --seeds 0 --epochs 1 \\
         --classifier-overrides="--epochs 1 --train_subset 2000"        # a quick look
 
 Writes ``benchmarks/results/full/segmentation_compare.{json,md}`` (``--results`` to change).
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
 from deepnc.config import DNC_ONLY_KEYS, load_config
 

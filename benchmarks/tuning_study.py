@@ -21,8 +21,8 @@ split, the chosen settings scored once on the test split, on settings never tune
 Every run is an ordinary run folder; finished ones are reused, so the study continues
 where it stopped.
 
-    python benchmarks/tuning_study.py
-    python benchmarks/tuning_study.py --quick     # two grid points per stage, one seed
+    python -m benchmarks.tuning_study
+    python -m benchmarks.tuning_study --quick     # two grid points per stage, one seed
 
 Writes ``benchmarks/results/full/tuning_study.{json,md}`` (``--results``).
 """
@@ -39,10 +39,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
+from benchmarks.plan import CLASSIFICATION_CONFIGS, EXTRA_ARGUMENTS
 from deepnc.compare import run_once
 from deepnc.config import load_config
-from plan import CLASSIFICATION_CONFIGS, EXTRA_ARGUMENTS
 
 TUNED_ON = "fashion-mnist_resnet20"  # the first tuning setting, at the small budget
 VALIDATION_SIZE = 2000  # training images held out of each tuning setting, class-balanced

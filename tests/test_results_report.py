@@ -12,12 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as the driver imports the scripts
-
-from plan import BUDGETS, CLASSIFICATION_CONFIGS, plan  # noqa: E402
-from render import (  # noqa: E402
+from benchmarks.plan import BUDGETS, CLASSIFICATION_CONFIGS, plan
+from benchmarks.render import (
     README_BEGIN,
     README_END,
     SECTIONS,
@@ -25,8 +21,10 @@ from render import (  # noqa: E402
     report_markdown,
     with_readme_block,
 )
-from report_format import Results, mean_std  # noqa: E402
-from run import step_arguments  # noqa: E402
+from benchmarks.report_format import Results, mean_std
+from benchmarks.run import step_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SECTION_TITLES = (
     "1. Classification",
@@ -133,7 +131,7 @@ def _classification_json(dnc: list[float], softmax: list[float]) -> dict:
 
     config = {"epochs": 2, "batch_size": 10, "image_size": None, "head_options": {}}
     return {
-        "command": "python benchmarks/classification.py",
+        "command": "python -m benchmarks.classification",
         "dataset": "digits",
         "model": "resnet20",
         "config": config,
@@ -184,7 +182,7 @@ def _ablation_json(random_pairwise: float) -> dict:
         row("assignment", "random", 89.0, random_pairwise, 0.25, {"assignment": "random"}),
     ]
     return {
-        "command": "python benchmarks/fashion_mnist_ablation.py",
+        "command": "python -m benchmarks.fashion_mnist_ablation",
         "recipe": recipe,
         "rows": rows,
     }
