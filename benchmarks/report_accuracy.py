@@ -115,11 +115,7 @@ def classification(results: Results, report_dir: Path, draw: bool, appendix=Fals
         f"leaves {left:.0%} of each sub-centroid's weight on its seed (a feature of the "
         "untrained network)" + (", a regime far from the paper's schedules." if left > 0.5 else ".")
     )
-    paper = (
-        "DNC beats the parametric softmax head under the same recipe by a few tenths of a "
-        "point top-1 (CIFAR-10, CIFAR-100, ImageNet; ResNet and Swin backbones)."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("classification", here)
 
 
 def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -202,12 +198,7 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
             "its seed, so random assignment has little time to pull sub-centroids together"
             + (" here." if left > 0.5 else ".")
         )
-    paper = (
-        "balanced (Sinkhorn) assignment is what keeps the K sub-centroids of a class apart; "
-        "the official code's assignment is effectively random and its sub-centroids drift to "
-        "the class mean (METHOD.md, section 5). K = 4, momentum 0.999, tau 0.1."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("ablation", here)
 
 
 def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -306,11 +297,7 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
             f"({'within' if refit_drop <= SNAP_TARGET else 'above'} this library's target of "
             f"{SNAP_TARGET} points)."
         )
-    paper = (
-        "replacing each sub-centroid by its nearest real training image costs only about a "
-        "tenth of a point of accuracy."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("snapping", here)
 
 
 def _transfer_verdict(rows: list[dict], matched: list[dict] | None) -> str:
@@ -442,9 +429,4 @@ def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False)
         + f" mIoU: the claim holds for {ahead} of {len(verdicts)} decoders at this scale."
         + transfer_here
     )
-    paper = (
-        "a DNC pixel head beats the 1x1-conv softmax head of FCN, DeepLabV3 and UperNet by "
-        "about one to two points mIoU (ADE20K, Cityscapes); a DNC backbone transfers whole, "
-        "with no classifier to discard."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("segmentation", here)

@@ -18,8 +18,7 @@ LAYERS = (
     ),
     ("data", "data"),
     ("models", "models"),
-    ("config", "config"),
-    ("engine", "engine compare"),
+    ("engine", "config engine compare"),
     ("explain", "explain"),
     ("cli", "cli __main__"),
 )

@@ -48,6 +48,15 @@ CHECKPOINT_NAME = "checkpoint.safetensors"  # the checkpoint of a run folder
 MODEL_PREFIX, OPTIMIZER_PREFIX = "model.", "optimizer."  # tensor name prefixes in the file
 
 
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {prefix + name: tensor for name, tensor in tensors.items()}
+
+
+def _under(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix``, named without it."""
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, given the file itself or its run folder."""
     path = Path(path)
@@ -74,7 +83,7 @@ class TrainingState:
     def capture(cls, optimizer, scheduler, scaler=None) -> TrainingState:
         tensors, json_state = optimizer_state_to_tensors(optimizer)
         return cls(
-            optimizer_tensors={k.removeprefix(OPTIMIZER_PREFIX): v for k, v in tensors.items()},
+            optimizer_tensors=_under(OPTIMIZER_PREFIX, tensors),
             optimizer=json_state,
             scheduler=scheduler.state_dict(),
             scaler=scaler.state_dict() if scaler is not None else None,
@@ -82,7 +91,7 @@ class TrainingState:
 
     def restore(self, optimizer, scheduler, scaler=None) -> None:
         """Load this state into a freshly built optimiser, scheduler and scaler."""
-        tensors = {OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_tensors.items()}
+        tensors = _prefixed(OPTIMIZER_PREFIX, self.optimizer_tensors)
         optimizer.load_state_dict(optimizer_state_from_tensors(tensors, self.optimizer))
         scheduler.load_state_dict(self.scheduler)
         if scaler is not None and self.scaler:
@@ -142,7 +151,7 @@ class Checkpoint:
     def save(self, path: str | Path) -> Path:
         """Write atomically to ``path`` (a file, or a run folder) and return the file."""
         path = resolve_checkpoint(path)
-        tensors = {MODEL_PREFIX + k: v for k, v in self.model.items()}
+        tensors = _prefixed(MODEL_PREFIX, self.model)
         state = {
             "epoch": self.epoch,
             "config": self.config,
@@ -152,7 +161,7 @@ class Checkpoint:
             **self.extra,
         }
         if self.training is not None:
-            tensors |= {OPTIMIZER_PREFIX + k: v for k, v in self.training.optimizer_tensors.items()}
+            tensors |= _prefixed(OPTIMIZER_PREFIX, self.training.optimizer_tensors)
             state |= {
                 "optimizer": self.training.optimizer,
                 "scheduler": self.training.scheduler,
@@ -179,11 +188,7 @@ class Checkpoint:
         training = None
         if "optimizer" in state:
             training = TrainingState(
-                optimizer_tensors={
-                    k.removeprefix(OPTIMIZER_PREFIX): v
-                    for k, v in tensors.items()
-                    if k.startswith(OPTIMIZER_PREFIX)
-                },
+                optimizer_tensors=_under(OPTIMIZER_PREFIX, tensors),
                 optimizer=state.pop("optimizer"),
                 scheduler=state.pop("scheduler"),
                 scaler=state.pop("scaler", None),
@@ -191,11 +196,7 @@ class Checkpoint:
         if "config" not in state or "dataset" not in state:
             raise ValueError(f"{path} is a deepnc file without a model's config and dataset")
         return cls(
-            model={
-                k.removeprefix(MODEL_PREFIX): v
-                for k, v in tensors.items()
-                if k.startswith(MODEL_PREFIX)
-            },
+            model=_under(MODEL_PREFIX, tensors),
             config=state.pop("config"),
             dataset=state.pop("dataset"),
             epoch=state.pop("epoch", 0),

@@ -20,11 +20,14 @@ from typing import Any
 import yaml
 
 from deepnc._validate import did_you_mean
+from deepnc.engine.compile import COMPILE_MODES
+from deepnc.engine.loop import AMP_DTYPES
+from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
 from deepnc.head import DNCHead
+from deepnc.models.registry import HEADS
 from deepnc.warm_start import HEAD_INITS
 
 __all__ = [
-    "COMPILE_MODES",
     "DNC_ONLY_KEYS",
     "INCIDENTAL_KEYS",
     "SEGMENTATION_MODEL_OPTIONS",
@@ -69,7 +72,6 @@ NON_NEGATIVE_FLOATS = (
     "label_smoothing",
     "aux_weight",
 )
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -130,10 +132,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the key and what is allowed."""
         _choice("task", self.task, TASKS)
-        _choice("head", self.head, ("dnc", "linear"))
-        _choice("optimizer", self.optimizer, ("sgd", "adamw"))
-        _choice("schedule", self.schedule, ("cosine", "step", "constant"))
-        _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
+        _choice("head", self.head, HEADS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)

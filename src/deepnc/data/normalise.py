@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["normalise", "to_uint8"]
+__all__ = ["normalise", "to_pixels", "to_uint8"]
 
 
 def _per_channel(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
@@ -32,3 +33,9 @@ def to_uint8(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     (clamped to ``[0, 255]``)."""
     pixels = image.float() * _per_channel(std, image) + _per_channel(mean, image)
     return pixels.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def to_pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalised ``(C, H, W)`` tensor as uint8 pixels ``(H, W)`` (grey) or ``(H, W, 3)``."""
+    pixels = to_uint8(image.cpu(), mean, std)
+    return pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()

@@ -26,12 +26,15 @@ from deepnc.models.outputs import main_and_aux
 from deepnc.targets import dnc_heads, training_targets
 
 __all__ = [
+    "AMP_DTYPES",
     "EpochStats",
     "EvalResult",
     "autocast",
     "evaluate",
     "train_one_epoch",
 ]
+
+AMP_DTYPES = ("auto", "bfloat16", "float16")  # "auto": float16 on CUDA, bfloat16 on CPU
 
 
 @dataclass

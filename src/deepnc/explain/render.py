@@ -16,16 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from deepnc.data.normalise import to_uint8
 from deepnc.explain.explain import Explanation
 
-__all__ = ["plot_gallery", "plot_prediction", "to_pixels"]
-
-
-def to_pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised ``(C, H, W)`` tensor as uint8 pixels ``(H, W)`` (grey) or ``(H, W, 3)``."""
-    pixels = to_uint8(image.cpu(), mean, std)
-    return pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+__all__ = ["plot_gallery", "plot_prediction"]
 
 
 def _show(axis, pixels: np.ndarray | None, title: str) -> None:

@@ -236,8 +236,9 @@ def explain_checkpoint(
         ValueError: a softmax checkpoint, a dataset that does not match the checkpoint,
             or nothing readable to explain.
     """
+    from deepnc.data.normalise import to_pixels
     from deepnc.explain.explain import explain_batch
-    from deepnc.explain.render import plot_gallery, plot_prediction, to_pixels
+    from deepnc.explain.render import plot_gallery, plot_prediction
     from deepnc.explain.report import ReportItem, write_report
 
     model, checkpoint = load_trained_model(path, device)

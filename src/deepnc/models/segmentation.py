@@ -27,6 +27,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 from deepnc._validate import did_you_mean
 from deepnc.head import DNCHead
 from deepnc.models.dense_backbones import DenseBackbone, create_dense_backbone, list_dense_backbones
+from deepnc.models.registry import HEADS
 
 __all__ = [
     "DECODERS",
@@ -157,7 +158,7 @@ def create_segmentation_model(
             f"unknown segmentation model {name!r}: expected <decoder>_<backbone> with decoder "
             f"in {list(DECODERS)} and backbone in {list_dense_backbones()}.{hint}"
         )
-    if head not in ("dnc", "linear"):
+    if head not in HEADS:
         raise ValueError(f"head must be one of ['dnc', 'linear'], got {head!r}")
     if head == "linear" and head_options:
         raise ValueError(f"head_options {sorted(head_options)} apply to the dnc head only")
