@@ -33,14 +33,13 @@ import itertools
 import json
 import logging
 import re
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from benchmarks.plan import CLASSIFICATION_CONFIGS, EXTRA_ARGUMENTS
+from benchmarks.plan import CLASSIFICATION_CONFIGS, budget_arguments
 from deepnc.compare import run_once
 from deepnc.config import load_config
 
@@ -72,8 +71,8 @@ HEADS = {"dnc": "DNC", "linear": "softmax"}
 
 def small_recipe(name: str) -> tuple[Path, list[str]]:
     """The config and overrides of the small budget's classification table ``name``."""
-    extra = EXTRA_ARGUMENTS["small"][f"classification_{name}"]
-    return ROOT / CLASSIFICATION_CONFIGS[name], shlex.split(extra)
+    extra = budget_arguments("small")[f"classification_{name}"]
+    return ROOT / CLASSIFICATION_CONFIGS[name], extra
 
 
 def overrides_of(change: dict) -> list[str]:
