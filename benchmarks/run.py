@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.common import ROOT, relative
+from benchmarks.common import ROOT, command_line, relative
 from benchmarks.plan import BUDGETS, Step, plan
 
 log = logging.getLogger("benchmarks")
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("== %s: skipped (needs CUDA)", step.name)
             continue
         step_argv = step_arguments(step, budget, results_dir, runs_dir)
-        command = shlex.join(["python", f"benchmarks/{step.script}.py", *step_argv])
+        command = command_line(step.script, step_argv)
         log.info("== %s: %s", step.name, command)
         status, seconds = run_step(step, step_argv)
         log.info("== %s: %s in %.0f s", step.name, status, seconds)

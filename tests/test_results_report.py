@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from benchmarks.common import command_line
 from benchmarks.plan import BUDGETS, CLASSIFICATION_CONFIGS, plan
 from benchmarks.render import (
     README_BEGIN,
@@ -60,7 +60,7 @@ def test_the_plan_still_makes_the_commands_of_the_committed_small_results():
     driver = json.loads((results / "driver.json").read_text())
     for step in plan("small"):
         argv = step_arguments(step, "small", results, runs)
-        command = shlex.join(["python", f"benchmarks/{step.script}.py", *argv])
+        command = command_line(step.script, argv)
         assert driver["steps"][step.name]["command"] == command
         assert json.loads((results / f"{step.name}.json").read_text())["command"] == command
 
@@ -103,7 +103,7 @@ def test_the_smoke_budget_runs_every_script_and_renders_the_report(tmp_path):
             continue
         assert driver["steps"][step.name]["status"] == "done"
         data = json.loads((results / f"{step.name}.json").read_text())
-        assert data["command"].startswith(f"python benchmarks/{step.script}.py")
+        assert data["command"].startswith(f"python -m benchmarks.{step.script}")
     report = (results / "RESULTS.md").read_text()
     for title in SECTION_TITLES:
         assert f"## {title}" in report
