@@ -20,14 +20,20 @@ import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+from deepnc._extras import missing_extra
+
+try:
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+    from sklearn.utils import check_random_state
+    from sklearn.utils._param_validation import Interval
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "deepnc.sklearn") from error
 
 from deepnc.head import DEFAULT_NUM_SUBCENTROIDS, DEFAULT_TAU
 from deepnc.subcentroids import (

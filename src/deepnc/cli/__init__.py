@@ -10,14 +10,19 @@ import argparse
 import logging
 import sys
 
-from deepnc.cli import (
-    compare_command,
-    eval_command,
-    explain_command,
-    export_command,
-    snap_command,
-    train_command,
-)
+from deepnc._extras import missing_extra
+
+try:
+    from deepnc.cli import (
+        compare_command,
+        eval_command,
+        explain_command,
+        export_command,
+        snap_command,
+        train_command,
+    )
+except ModuleNotFoundError as error:  # a core-only install: say which extra to add
+    raise SystemExit(f"deepnc: {missing_extra(error, 'the deepnc command')}") from error
 
 __all__ = ["main"]
 
@@ -44,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         return _COMMANDS[arguments.command].run(arguments, rest) or 0
+    except ModuleNotFoundError as error:  # an extra this command needs (onnx for export...)
+        message = missing_extra(error, f"deepnc {arguments.command}")
+        print(f"deepnc {arguments.command}: error: {message}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"deepnc {arguments.command}: error: {error}", file=sys.stderr)
         return 2
