@@ -129,3 +129,11 @@ def test_module_entry_point_help():
     assert (
         completed.returncode == 0 and "train" in completed.stdout and "compare" in completed.stdout
     )
+
+
+def test_configs_lists_the_shipped_recipes_and_prints_one(capsys):
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out
+    assert "fashion-mnist_resnet20" in listed and "demo" in listed
+    assert main(["configs", "demo"]) == 0
+    assert "train_subset: 12000" in capsys.readouterr().out

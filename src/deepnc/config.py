@@ -34,6 +34,8 @@ __all__ = [
     "SPLITS",
     "TASKS",
     "TrainConfig",
+    "find_config",
+    "list_configs",
     "load_config",
     "parse_overrides",
     "save_config",
@@ -250,17 +252,52 @@ def parse_overrides(arguments: list[str]) -> dict[str, Any]:
     return overrides
 
 
+RECIPES = Path(__file__).with_name("configs")  # the recipes that ship with the package
+
+
+def list_configs() -> dict[str, str]:
+    """The shipped recipes: ``{name: first line of its description}``."""
+    recipes = {}
+    for path in sorted(RECIPES.glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.read_text() else ""
+        recipes[path.stem] = first.removeprefix("#").strip()
+    return recipes
+
+
+def find_config(path: str | Path) -> Path:
+    """A YAML file: ``path`` itself if it exists, else the shipped recipe of that name
+    (``fashion-mnist_resnet20`` or ``fashion-mnist_resnet20.yaml``).
+
+    Raises:
+        FileNotFoundError: neither; the message lists the recipes.
+    """
+    given = Path(path)
+    if given.is_file():
+        return given
+    name = given.name.removesuffix(".yaml")
+    shipped = RECIPES / f"{name}.yaml"
+    if shipped.is_file() and given.parent in (Path("."), Path("configs")):
+        return shipped
+    recipes = list(list_configs())
+    raise FileNotFoundError(
+        f"no config file {str(path)!r} and no shipped recipe {name!r}; the recipes "
+        f"(deepnc configs): {recipes}.{did_you_mean(name, recipes)}"
+    )
+
+
 def load_config(
     path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated.
+    """Defaults, then the YAML file at ``path`` (if any: a file, or the name of a shipped
+    recipe, see :func:`find_config`), then ``overrides``; validated.
 
     Raises:
         ValueError: a key that does not exist (naming the nearest valid key) or a bad value.
     """
     values: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        path = find_config(path)
+        loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(
                 f"{path} must hold a mapping of config keys, got {type(loaded).__name__}"

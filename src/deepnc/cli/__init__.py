@@ -1,4 +1,5 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``export``.
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``export``,
+``configs``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -15,6 +16,7 @@ from deepnc._extras import missing_extra
 try:
     from deepnc.cli import (
         compare_command,
+        configs_command,
         eval_command,
         explain_command,
         export_command,
@@ -33,6 +35,7 @@ _COMMANDS = {
     "snap": snap_command,
     "explain": explain_command,
     "export": export_command,
+    "configs": configs_command,
 }
 
 
