@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             if not arguments.keep_going:
                 break
     if not arguments.no_render:
-        from render import render_report
+        from benchmarks.render import render_report
 
         if budget == "smoke":
             report = render_report(results_dir, arguments.report or results_dir / "RESULTS.md")
