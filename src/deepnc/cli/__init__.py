@@ -1,5 +1,5 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``export``,
-``configs``.
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``predict``,
+``export``, ``configs``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -20,6 +20,7 @@ try:
         eval_command,
         explain_command,
         export_command,
+        predict_command,
         snap_command,
         train_command,
     )
@@ -34,6 +35,7 @@ _COMMANDS = {
     "compare": compare_command,
     "snap": snap_command,
     "explain": explain_command,
+    "predict": predict_command,
     "export": export_command,
     "configs": configs_command,
 }

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 
 from deepnc.checkpoint import Checkpoint, resolve_checkpoint
 from deepnc.data import DatasetSplits
-from deepnc.data.normalise import normalise
+from deepnc.data.image_files import find_images, read_image
 from deepnc.engine.loop import evaluate
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain.embeddings import Embeddings, embed_dataset, find_dnc_head
@@ -39,8 +38,6 @@ __all__ = [
     "snap_checkpoint",
     "training_exemplars",
 ]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -171,27 +168,12 @@ def load_images(
         ``(loaded, skipped)``: ``(name, image (C, S, S))`` pairs and, for every file that
         could not be decoded, a message naming it.
     """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    mode = "L" if data.in_channels == 1 else "RGB"
-    loaded, skipped = [], []
-    for file in files:
+    loaded, skipped, facts = [], [], data.describe()
+    for file in find_images(paths):
         try:
-            with Image.open(file) as image:
-                image = image.convert(mode).resize(
-                    (data.image_size, data.image_size), Image.BILINEAR
-                )
-                pixels = np.array(image, dtype=np.uint8)  # a writable copy for torch
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            skipped.append(f"{file}: cannot read image ({error})")
-            continue
-        tensor = torch.from_numpy(pixels)
-        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-        loaded.append((file.name, normalise(tensor, data.mean, data.std)))
+            loaded.append((file.name, read_image(file, facts)))
+        except ValueError as error:
+            skipped.append(str(error))
     return loaded, skipped
 
 
