@@ -102,3 +102,26 @@ def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
     mask = Image.open(prediction.mask)
     assert mask.size == (32, 32) and np.array(mask).max() < predictor.checkpoint.num_classes
     assert prediction.class_name in predictor.checkpoint.class_names
+
+
+def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys):
+    checkpoint, folder = run
+    new = tmp_path / "new"
+    for name, indices in (("seven-ish", [0, 1]), ("eight-ish", [2, 3, 4])):
+        (new / name).mkdir(parents=True)
+        for index in indices:
+            (new / name / f"{index}.png").write_bytes((folder / f"{index}.png").read_bytes())
+    added = tmp_path / "added.safetensors"
+    before = (checkpoint / "checkpoint.safetensors").read_bytes()
+    assert main(["add-classes", str(checkpoint), str(new), "--out", str(added)]) == 0
+    assert (checkpoint / "checkpoint.safetensors").read_bytes() == before  # untouched
+    predictor = Predictor(added)
+    names = predictor.checkpoint.class_names
+    assert names[-2:] == ["eight-ish", "seven-ish"] and predictor.checkpoint.num_classes == 12
+    labels = {p.class_name for p in predictor.predict([new / "eight-ish"])}
+    assert labels == {"eight-ish"}  # its examples are nearest their own mean
+    removed = tmp_path / "removed.safetensors"
+    assert main(["remove-classes", str(added), "seven-ish", "--out", str(removed)]) == 0
+    assert Predictor(removed).checkpoint.class_names == names[:-1]
+    assert main(["add-classes", str(checkpoint), str(new), "--out", str(checkpoint)]) == 2
+    assert "is the checkpoint itself" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from deepnc._extras import missing_extra
 
 try:
     from deepnc.cli import (
+        classes_command,
         compare_command,
         configs_command,
         eval_command,
@@ -36,6 +37,8 @@ _COMMANDS = {
     "snap": snap_command,
     "explain": explain_command,
     "predict": predict_command,
+    "add-classes": classes_command,
+    "remove-classes": classes_command,
     "export": export_command,
     "configs": configs_command,
 }
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="deepnc", description="Deep Nearest Centroids for PyTorch"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _COMMANDS.values():
+    for module in dict.fromkeys(_COMMANDS.values()):  # a module may add several commands
         module.add_parser(commands)
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
