@@ -6,8 +6,8 @@ both heads are trained under seeds 0, 1, 2 through ``deepnc.compare``, exactly a
 where it stopped. Rows: top-1 mean ± std, trainable parameters, sub-centroid numbers
 (buffers, not parameters), seconds per epoch and the training step's time.
 
-    python benchmarks/classification.py --config configs/fashion-mnist_resnet20.yaml
-    python benchmarks/classification.py --config configs/digits_efficientnet_lite0.yaml \\
+    python -m benchmarks.classification --config configs/fashion-mnist_resnet20.yaml
+    python -m benchmarks.classification --config configs/digits_efficientnet_lite0.yaml \\
         --seeds 0 --epochs 1                                            # a quick look
 
 Writes ``benchmarks/results/full/classification_<dataset>_<model>.{json,md}``
@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 
-from common import FULL_RESULTS, ROOT, command_line, training_parser, write_results
+from benchmarks.common import FULL_RESULTS, ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows
 from deepnc.config import load_config
 

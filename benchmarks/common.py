@@ -1,6 +1,7 @@
 """What every benchmark script shares: where results go, the command that made them, the machine.
 
-Each script runs standalone (``python benchmarks/<name>.py``, its defaults being the
+Each script runs standalone (``python -m benchmarks.<name>`` from the repository root, its
+defaults being the
 ``full`` budget's recipe) or from the driver (``python -m benchmarks.run --budget
 small``), which calls its ``main(argv)`` in-process. Either way the JSON it writes
 records the exact standalone command that regenerates it.
@@ -54,9 +55,10 @@ def fashion_classes_config(classes: list[int], train_subset: int, overrides: lis
 
 
 def command_line(script: str, argv: list[str] | None) -> str:
-    """The standalone shell command equivalent to ``main(argv)`` of ``benchmarks/<script>``."""
+    """The standalone shell command equivalent to ``main(argv)`` of ``benchmarks/<script>``
+    (``script`` with or without ``.py``): ``python -m benchmarks.<name> ...``."""
     arguments = sys.argv[1:] if argv is None else argv
-    return shlex.join(["python", f"benchmarks/{script}", *arguments])
+    return shlex.join(["python", "-m", f"benchmarks.{script.removesuffix('.py')}", *arguments])
 
 
 def machine() -> dict[str, Any]:

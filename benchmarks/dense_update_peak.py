@@ -4,7 +4,7 @@ Uses the public API only, so the same file measures any version of deepnc: run i
 ``PYTHONPATH=<a checkout>/src`` to compare versions. Linux only (it reads the peak
 resident size, VmHWM, from /proc after resetting it).
 
-    python benchmarks/dense_update_peak.py
+    python -m benchmarks.dense_update_peak
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from common import status_bytes
+from benchmarks.common import status_bytes
 from deepnc import DNCHead
 
 

@@ -18,8 +18,8 @@ close the sub-centroids are to real training features (mean cosine to the neares
 training image of the class). Finished runs anywhere under ``runs/`` with an identical
 recipe are reused.
 
-    python benchmarks/fashion_mnist_ablation.py
-    python benchmarks/fashion_mnist_ablation.py --seeds 0 --epochs 1 --train_subset 2000   # quick
+    python -m benchmarks.fashion_mnist_ablation
+    python -m benchmarks.fashion_mnist_ablation --seeds 0 --epochs 1 --train_subset 2000   # quick
 
 Writes ``benchmarks/results/full/fashion_mnist_ablation.{json,md}`` (``--results``).
 """
@@ -33,7 +33,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
@@ -63,16 +63,19 @@ VARIANTS = {
     "tau 0.2": _dnc("tau", tau=0.2),
     "softmax": {"group": "softmax", "head": "linear", "head_options": {}},
     "softmax, label smoothing 0.1": {
-        "group": "softmax", "head": "linear", "head_options": {}, "label_smoothing": 0.1,
+        "group": "softmax",
+        "head": "linear",
+        "head_options": {},
+        "label_smoothing": 0.1,
     },
-}  # fmt: skip
+}
 
 
 def subcentroid_fit(run_dir: Path) -> dict[str, float]:
     """How near the sub-centroids are to real training features, and to one another."""
-    model, state = load_trained_model(run_dir)
+    model, checkpoint = load_trained_model(run_dir)
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(state)
+    data = load_checkpoint_dataset(checkpoint)
     train = embed_dataset(model, data.train, batch_size=512)
     subcentroids = head.subcentroids.detach().cpu()
     nearest = snap_subcentroids(subcentroids, train.features, train.labels, distinct=False)

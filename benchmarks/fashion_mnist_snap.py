@@ -9,8 +9,8 @@ Each model is snapped twice: as trained, and after ``--refit`` (the sub-centroid
 re-estimated by balanced k-means from the final embedding of the training set, see
 ``deepnc snap --refit``), with the top-1 of the refitted head before it is snapped.
 
-    python benchmarks/fashion_mnist_snap.py
-    python benchmarks/fashion_mnist_snap.py --seeds 0 --epochs 1 --train_subset 2000   # quick
+    python -m benchmarks.fashion_mnist_snap
+    python -m benchmarks.fashion_mnist_snap --seeds 0 --epochs 1 --train_subset 2000   # quick
 
 Writes ``benchmarks/results/full/fashion_mnist_snap.{json,md}`` (``--results``).
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import run_once
 from deepnc.config import load_config
 from deepnc.explain.workflow import snap_checkpoint

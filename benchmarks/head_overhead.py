@@ -18,9 +18,9 @@ CPU, ``default`` and ``reduce-overhead`` (CUDA graphs) on CUDA.
 Both heads of a pair run the same network with the same weights, interleaved round by
 round so that drifts of the machine hit both alike; each figure is a median.
 
-    python benchmarks/head_overhead.py            # the figures in the README
-    python benchmarks/head_overhead.py --quick    # seconds: checks that it runs (eager only)
-    python benchmarks/head_overhead.py --device cuda
+    python -m benchmarks.head_overhead            # the figures in the README
+    python -m benchmarks.head_overhead --quick    # seconds: checks that it runs (eager only)
+    python -m benchmarks.head_overhead --device cuda
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ import torch.nn.functional as F
 import torchvision
 
 import deepnc
-from common import FULL_RESULTS, command_line, status_bytes, write_results
+from benchmarks.common import FULL_RESULTS, command_line, status_bytes, write_results
 from deepnc import DNCHead
-from deepnc.config import COMPILE_MODES
-from deepnc.engine.compile import compile_model
-from deepnc.engine.loop import main_and_aux
+from deepnc.convert import find_classifier, set_submodule
+from deepnc.engine.compile import COMPILE_MODES, compile_model
 from deepnc.models import resnet20
+from deepnc.models.outputs import main_and_aux
 from deepnc.reference import per_class_update
 
 
@@ -55,7 +55,7 @@ class AllCorrectHead(DNCHead):
     is clustered at every step: the most work the update can do (the worst case)."""
 
     @staticmethod
-    def _correctly_classified(class_scores, labels):
+    def correctly_classified(class_scores, labels):
         return torch.ones_like(labels, dtype=torch.bool)
 
 
@@ -133,10 +133,9 @@ def training_step(model, images, labels, mode: str | None = None) -> Callable[[]
 def dnc_twin(model, **options):
     """A copy of ``model`` with the same weights whose classifier is a worst-case DNC head."""
     twin = copy.deepcopy(model)
-    name, layer = deepnc.find_classifier(twin)
+    name, layer = find_classifier(twin)
     head = AllCorrectHead(layer.in_features, layer.out_features, **options)
-    parent_name, _, child = name.rpartition(".")
-    setattr(twin.get_submodule(parent_name) if parent_name else twin, child, head)
+    set_submodule(twin, name, head)
     return twin, head
 
 

@@ -9,8 +9,8 @@ writes as JSON (``--results``, default ``benchmarks/results/full/head_step``):
 2. the memory clustering of one step laid out in ``min(N, C)`` class slots (what the
    head does) against one row per class (an all-classes block), with the same result.
 
-    python benchmarks/head_step.py
-    python benchmarks/head_step.py --quick    # seconds: eager only, 2 rounds
+    python -m benchmarks.head_step
+    python -m benchmarks.head_step --quick    # seconds: eager only, 2 rounds
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from common import FULL_RESULTS, command_line, write_results
+from benchmarks.common import FULL_RESULTS, command_line, write_results
+from benchmarks.head_overhead import compiled, interleaved_medians
 from deepnc import DNCHead
 from deepnc.grouping import ClassSlots, class_slots
-from head_overhead import compiled, interleaved_medians
+from deepnc.head_update import step_from_memory
 
 C, K, L, D, N = 1000, 4, 64, 2048, 64
 
@@ -82,12 +83,12 @@ def layout_row(rounds: int) -> dict:
     present[labels] = True
     block = ClassSlots(classes=torch.arange(C), valid=present, ids=torch.empty(0))
     heads = {"slots": seeded_head(), "block": seeded_head()}
-    heads["slots"]._step_from_memory(slots)
-    heads["block"]._step_from_memory(block)
+    for head, layout in ((heads["slots"], slots), (heads["block"], block)):
+        step_from_memory(head.bank, head.memory, layout)
     torch.testing.assert_close(heads["slots"].subcentroids, heads["block"].subcentroids)
     steps = {
-        "slots": lambda: heads["slots"]._step_from_memory(slots),
-        "block": lambda: heads["block"]._step_from_memory(block),
+        "slots": lambda: step_from_memory(heads["slots"].bank, heads["slots"].memory, slots),
+        "block": lambda: step_from_memory(heads["block"].bank, heads["block"].memory, block),
     }
     medians = interleaved_medians(steps, rounds=rounds, warmup=1)
     return {

@@ -13,8 +13,8 @@ seed), and the 10-class model is evaluated on the whole test split:
 
 Accuracy on old classes (test images of 0-7), on new classes (8-9) and on all.
 
-    python benchmarks/new_classes.py                                   # the committed figures
-    python benchmarks/new_classes.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
+    python -m benchmarks.new_classes                                   # the committed figures
+    python -m benchmarks.new_classes --seeds 0 --epochs 1 --train_subset 2000   # a quick look
 
 Writes ``benchmarks/results/full/new_classes.{json,md}`` (``--results``).
 """
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from common import command_line, fashion_classes_config, training_parser, write_results
+from benchmarks.common import command_line, fashion_classes_config, training_parser, write_results
 from deepnc.compare import compare, run_folder
 from deepnc.data import load_dataset
 from deepnc.engine.restore import load_trained_model

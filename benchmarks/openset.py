@@ -9,8 +9,8 @@ handwritten digits resized to 28x28 (far out-of-distribution). For each score: A
 (known vs unknown) and the FPR at 95% TPR (the share of unknown inputs accepted by the
 threshold that keeps 95% of the known ones).
 
-    python benchmarks/openset.py                                   # the committed figures
-    python benchmarks/openset.py --seeds 0 --epochs 1 --train_subset 2000   # a quick look
+    python -m benchmarks.openset                                   # the committed figures
+    python -m benchmarks.openset --seeds 0 --epochs 1 --train_subset 2000   # a quick look
 
 Writes ``benchmarks/results/full/openset.{json,md}`` (``--results``).
 """
@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from common import command_line, fashion_classes_config, training_parser, write_results
+from benchmarks.common import command_line, fashion_classes_config, training_parser, write_results
 from deepnc.compare import compare, run_folder
 from deepnc.data import load_dataset
+from deepnc.data.normalise import normalise
 from deepnc.engine.restore import load_trained_model
 from deepnc.openset import confidence_scores, ood_metrics
 
@@ -50,23 +51,21 @@ def inputs(known_data) -> dict[str, torch.Tensor]:
     near = load_dataset("fashion-mnist", augment=False, classes=UNKNOWN)
     digits = load_dataset("digits", augment=False, image_size=28)
     # digits come as uint8; normalise them with Fashion-MNIST's statistics, as the model expects
-    mean = torch.tensor(known_data.mean).view(1, -1, 1, 1)
-    std = torch.tensor(known_data.std).view(1, -1, 1, 1)
-    far = (digits.test.images.float() / 255 - mean) / std
+    far = normalise(digits.test.images, known_data.mean, known_data.std)
     return {"known": _stack(known_data.test), "near": _stack(near.test), "far": far}
 
 
 def evaluate_run(run_dir: Path) -> dict:
-    model, state = load_trained_model(run_dir)
+    model, checkpoint = load_trained_model(run_dir)
     known_data = load_dataset(
-        "fashion-mnist", augment=False, classes=state["config"]["dataset_options"]["classes"]
+        "fashion-mnist", augment=False, classes=checkpoint.config["dataset_options"]["classes"]
     )
     batches = inputs(known_data)
     logits = {name: logits_of(model, images) for name, images in batches.items()}
     tau = getattr(model.fc, "tau", None)
     labels = known_data.test.labels
     row = {"top1_known": float((logits["known"].argmax(1) == labels).float().mean())}
-    for score in SCORES[state["config"]["head"]]:
+    for score in SCORES[checkpoint.config["head"]]:
         values = {name: confidence_scores(v, score, tau=tau) for name, v in logits.items()}
         for unknown in ("near", "far"):
             figures = ood_metrics(values["known"], values[unknown], tpr=0.95)

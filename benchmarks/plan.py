@@ -12,15 +12,18 @@
   CPU cores it takes many hours; its results go to ``benchmarks/results/full/``. On a
   machine with CUDA the two overhead scripts also run on the GPU.
 
-Each step names a script of ``benchmarks/`` and its arguments; the driver adds where
+The smaller budgets' arguments are data, in ``budgets.yaml``. Each step names a script
+of ``benchmarks/`` and its arguments; the driver adds where
 the results and the runs go (except for ``full``, whose steps are the bare defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 BUDGETS = ("smoke", "small", "full")
 BUDGET_DESCRIPTIONS = {
@@ -84,59 +87,26 @@ STEPS = (
     Step("tuning_study", "tuning_study"),
 )
 
-# The smaller budgets' arguments, added after each step's own. Overrides of the configs
-# (--train_subset ...) are the recipe; --seeds, --rounds, --quick belong to the scripts.
-_TINY = "--train_subset 96 --test_subset 64 --epochs 1 --batch_size 32 --warmup_epochs 0"
-_FASHION_SMALL = "--train_subset 2000 --test_subset 2000 --epochs 3 --eval_every 3"
-_SCENES_SMALL = "--dataset_options.train_size 600 --dataset_options.test_size 300 --epochs 3"
-_LITE0_CPU = "--image_size 32 --amp false"  # EfficientNet-Lite0 on CPU: 32x32, float32
-_TINY_SCENES = (
-    "--dataset_options.train_size 16 --dataset_options.val_size 8 "
-    "--dataset_options.test_size 8 --epochs 1 --batch_size 8"
-)
-EXTRA_ARGUMENTS = {
-    "smoke": {
-        "classification_fashion-mnist_resnet20": f"{_TINY} --seeds 0",
-        "classification_digits_resnet20": f"{_TINY} --seeds 0",
-        "classification_fashion-mnist_efficientnet_lite0": f"{_LITE0_CPU} {_TINY} --seeds 0",
-        "classification_digits_efficientnet_lite0": f"{_LITE0_CPU} {_TINY} --seeds 0",
-        "fashion_mnist_ablation": f"{_TINY} --seeds 0",
-        "fashion_mnist_snap": f"{_TINY} --seeds 0",
-        "segmentation_compare": (
-            f"{_TINY_SCENES} '--classifier-overrides={_TINY}' --classifier-epochs 1 --seeds 0"
-        ),
-        "segmentation_tuning": f"{_TINY_SCENES} --seeds 0",
-        "head_overhead": "--quick",
-        "segmentation_overhead": "--quick",
-        "head_step": "--quick",
-        "openset": f"{_TINY} --seeds 0",
-        "new_classes": f"{_TINY} --seeds 0",
-        "sklearn_compare": "--train-size 200 --test-size 100",
-        "tuning_study": f"--quick {_TINY} --seeds 0",
-    },
-    "small": {  # seeds: each script's default, 0 1 2
-        "classification_fashion-mnist_resnet20": _FASHION_SMALL,
-        "classification_digits_resnet20": "--epochs 15 --eval_every 15",
-        "classification_fashion-mnist_efficientnet_lite0": (
-            f"{_LITE0_CPU} {_FASHION_SMALL} --warmup_epochs 0.3"
-        ),
-        "classification_digits_efficientnet_lite0": (
-            f"{_LITE0_CPU} --epochs 5 --eval_every 5 --warmup_epochs 0.5"
-        ),
-        "fashion_mnist_ablation": _FASHION_SMALL,
-        "fashion_mnist_snap": _FASHION_SMALL,
-        "segmentation_compare": f"{_SCENES_SMALL} '--classifier-overrides={_FASHION_SMALL}' "
-        "--classifier-epochs 1 2 3",
-        "segmentation_tuning": _SCENES_SMALL,
-        "head_overhead": "",  # the scripts' own rounds: a minute each
-        "segmentation_overhead": "",
-        "head_step": "",
-        "openset": _FASHION_SMALL,
-        "new_classes": _FASHION_SMALL,
-        "sklearn_compare": "--train-size 2000 --test-size 1000",
-        "tuning_study": "",  # its settings are the small budget's own (about 70 minutes)
-    },
-}
+BUDGET_FILE = Path(__file__).with_name("budgets.yaml")  # the smaller budgets, as data
+
+
+def budget_arguments(budget: str) -> dict[str, list[str]]:
+    """Each step's extra arguments under a smaller ``budget``, from ``budgets.yaml``."""
+    data = yaml.safe_load(BUDGET_FILE.read_text())
+    fragments = data["fragments"]
+
+    def expand(item: str) -> list[str]:
+        name = item[1:-1] if item.startswith("{") and item.endswith("}") else None
+        if name in fragments:
+            return list(fragments[name])
+        for key, words in fragments.items():  # a fragment inside a longer argument
+            item = item.replace("{" + key + "}", " ".join(words))
+        return [item]
+
+    return {
+        step: [word for item in items for word in expand(str(item))]
+        for step, items in data[budget].items()
+    }
 
 
 def plan(budget: str) -> list[Step]:
@@ -145,9 +115,9 @@ def plan(budget: str) -> list[Step]:
         raise ValueError(f"unknown budget {budget!r}; choose one of {BUDGETS}")
     if budget == "full":
         return list(STEPS)
-    extra = EXTRA_ARGUMENTS[budget]
+    extra = budget_arguments(budget)
     return [
-        dataclasses.replace(step, args=(*step.args, *shlex.split(extra[step.name])))
+        dataclasses.replace(step, args=(*step.args, *extra[step.name]))
         for step in STEPS
         if step.name in extra
     ]

@@ -17,23 +17,27 @@ import re
 import sys
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
-
-from common import ROOT, relative  # noqa: E402
-from plan import BUDGET_DESCRIPTIONS  # noqa: E402
-from report_accuracy import ablation, classification, segmentation, snapping  # noqa: E402
-from report_beyond import estimator, new_classes, openset  # noqa: E402
-from report_cost import cost  # noqa: E402
-from report_format import Results, table  # noqa: E402
-from report_tuning import dense_tuning, tuning  # noqa: E402
+from benchmarks.common import ROOT, relative
+from benchmarks.plan import BUDGET_DESCRIPTIONS
+from benchmarks.report_accuracy import ablation, classification, segmentation, snapping
+from benchmarks.report_beyond import estimator, new_classes, openset
+from benchmarks.report_cost import cost
+from benchmarks.report_format import Results, table
+from benchmarks.report_tuning import dense_tuning, tuning
 
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 SECTIONS = (
-    classification, ablation, snapping, segmentation, cost, openset, new_classes, estimator, tuning,
+    classification,
+    ablation,
+    snapping,
+    segmentation,
+    cost,
+    openset,
+    new_classes,
+    estimator,
+    tuning,
     dense_tuning,
-)  # fmt: skip
+)
 
 
 def load_results(directory: Path) -> Results:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import report_figures as figures
-from plan import CLASSIFICATION_CONFIGS
-from report_format import (
+from benchmarks import report_figures as figures
+from benchmarks.plan import CLASSIFICATION_CONFIGS
+from benchmarks.report_format import (
     Results,
     claim,
     code,
@@ -86,9 +86,16 @@ def classification(results: Results, report_dir: Path, draw: bool, appendix=Fals
         noise = max(dnc["top1_std"], softmax["top1_std"])
         verdicts.append((dnc["top1_mean"] - softmax["top1_mean"], noise))
     header = [
-        "dataset", "backbone", "head", "top-1 (%) mean ± std", "per seed",
-        "trainable params", "sub-centroid numbers (buffers)", "s / epoch", "step / softmax",
-    ]  # fmt: skip
+        "dataset",
+        "backbone",
+        "head",
+        "top-1 (%) mean ± std",
+        "per seed",
+        "trainable params",
+        "sub-centroid numbers (buffers)",
+        "s / epoch",
+        "step / softmax",
+    ]
     lines += [*table(header, rows), "Commands:", "", *commands, ""]
     if draw:
         figures.paired_bars(
@@ -108,11 +115,7 @@ def classification(results: Results, report_dir: Path, draw: bool, appendix=Fals
         f"leaves {left:.0%} of each sub-centroid's weight on its seed (a feature of the "
         "untrained network)" + (", a regime far from the paper's schedules." if left > 0.5 else ".")
     )
-    paper = (
-        "DNC beats the parametric softmax head under the same recipe by a few tenths of a "
-        "point top-1 (CIFAR-10, CIFAR-100, ImageNet; ResNet and Swin backbones)."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("classification", here)
 
 
 def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -141,10 +144,14 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
         for row in rows
     ]
     header = [
-        "group", "variant", "top-1 (%) mean ± std", "vs paper settings",
-        "cosine between a class's sub-centroids", "smallest sub-centroid share",
+        "group",
+        "variant",
+        "top-1 (%) mean ± std",
+        "vs paper settings",
+        "cosine between a class's sub-centroids",
+        "smallest sub-centroid share",
         "sub-centroid to nearest training image (cos)",
-    ]  # fmt: skip
+    ]
     recipe = data["recipe"]
     lines += [
         f"Each row changes one thing of the paper's settings; {recipe['epochs']} epochs, "
@@ -191,12 +198,7 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
             "its seed, so random assignment has little time to pull sub-centroids together"
             + (" here." if left > 0.5 else ".")
         )
-    paper = (
-        "balanced (Sinkhorn) assignment is what keeps the K sub-centroids of a class apart; "
-        "the official code's assignment is effectively random and its sub-centroids drift to "
-        "the class mean (METHOD.md, section 5). K = 4, momentum 0.999, tau 0.1."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("ablation", here)
 
 
 def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -242,10 +244,16 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
         "refitted sub-centroid to its image (cos)",
     ]
     header = [
-        "seed", "top-1 before (%)", "top-1 after (%)", "drop (points)",
-        "sub-centroid to its image (cos)", "pairwise cos before / after",
-        *(refit_header if refit else []), "training images", "seconds",
-    ]  # fmt: skip
+        "seed",
+        "top-1 before (%)",
+        "top-1 after (%)",
+        "drop (points)",
+        "sub-centroid to its image (cos)",
+        "pairwise cos before / after",
+        *(refit_header if refit else []),
+        "training images",
+        "seconds",
+    ]
     drop, spread = mean_std([row["drop"] for row in rows])
     before, after = (mean_std([row[key] for row in rows]) for key in ("top1_before", "top1_after"))
     summary = ["mean ± std", pm(*before), pm(*after), pm(drop, spread), "", ""]
@@ -289,11 +297,7 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
             f"({'within' if refit_drop <= SNAP_TARGET else 'above'} this library's target of "
             f"{SNAP_TARGET} points)."
         )
-    paper = (
-        "replacing each sub-centroid by its nearest real training image costs only about a "
-        "tenth of a point of accuracy."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("snapping", here)
 
 
 def _transfer_verdict(rows: list[dict], matched: list[dict] | None) -> str:
@@ -372,9 +376,14 @@ def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False)
             dnc_bars.append((dnc["miou_mean"], dnc["miou_std"]))
             conv_bars.append((conv["miou_mean"], conv["miou_std"]))
         header = [
-            "decoder", "head", "mIoU (%) mean ± std", "per seed", "trainable params",
-            "s / epoch", "step / 1x1 conv",
-        ]  # fmt: skip
+            "decoder",
+            "head",
+            "mIoU (%) mean ± std",
+            "per seed",
+            "trainable params",
+            "s / epoch",
+            "step / 1x1 conv",
+        ]
         lines += table(header, rows)
     transfer_here = ""
     if "transfer" in data:
@@ -420,9 +429,4 @@ def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False)
         + f" mIoU: the claim holds for {ahead} of {len(verdicts)} decoders at this scale."
         + transfer_here
     )
-    paper = (
-        "a DNC pixel head beats the 1x1-conv softmax head of FCN, DeepLabV3 and UperNet by "
-        "about one to two points mIoU (ADE20K, Cityscapes); a DNC backbone transfers whole, "
-        "with no classifier to discard."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("segmentation", here)

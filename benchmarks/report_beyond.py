@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import report_figures as figures
-from report_format import Results, claim, code, image, mean_std, opening, pm, table
+from benchmarks import report_figures as figures
+from benchmarks.report_format import Results, claim, code, image, mean_std, opening, pm, table
 
 SCORE_NAMES = {
     "dnc/similarity": "DNC, similarity to the nearest sub-centroid",
@@ -15,7 +15,6 @@ SCORE_NAMES = {
     "linear/max_softmax": "softmax, max probability",
     "linear/max_logit": "softmax, max logit",
 }
-NO_CLAIM = "no claim: the paper does not evaluate this; it is one of this library's extensions."
 
 
 def openset(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -69,7 +68,7 @@ def openset(results: Results, report_dir: Path, draw: bool, appendix=False) -> l
         f"(AUROC {summary[best['near']]['near/auroc'][0]:.1f}), the best far-unknown score "
         f"{SCORE_NAMES.get(best['far'])} (AUROC {summary[best['far']]['far/auroc'][0]:.1f})."
     )
-    return lines + claim(NO_CLAIM, here)
+    return lines + claim("no_claim", here)
 
 
 def new_classes(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -124,11 +123,7 @@ def new_classes(results: Results, report_dir: Path, draw: bool, appendix=False) 
         f"fine-tuned on the new examples alone and {all_of(replay):.1f}% with replay of "
         "stored old examples, which DNC does not need."
     )
-    paper = (
-        "the output size is free: a class is added by adding its sub-centroids (section 1 of "
-        "METHOD.md); the paper does not measure it."
-    )
-    return lines + claim(paper, here)
+    return lines + claim("new_classes", here)
 
 
 def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
@@ -139,7 +134,7 @@ def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) ->
     if not data:
         return lines
     sets = data.get("sets", {k: v for k, v in data.items() if k not in ("command", "machine")})
-    command = data.get("command", "python benchmarks/sklearn_compare.py")
+    command = data.get("command", "python -m benchmarks.sklearn_compare")
     verdicts = []
     for name, classifiers in sets.items():
         rows = [
@@ -171,4 +166,4 @@ def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) ->
         "",
     ]
     here = "; ".join(verdicts) + "."
-    return lines + claim(NO_CLAIM, here)
+    return lines + claim("no_claim", here)

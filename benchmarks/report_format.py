@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 
 @dataclass
 class Results:
@@ -76,8 +78,13 @@ def image(results: Results, name: str, report_dir: Path, alt: str) -> list[str]:
     return [f"![{alt}]({link(results.figure(name), report_dir)})", ""]
 
 
-def claim(paper: str, here: str) -> list[str]:
-    """The paper's claim and this reproduction's one-sentence verdict (capitalised here)."""
+CLAIMS = yaml.safe_load((Path(__file__).with_name("claims.yaml")).read_text())
+
+
+def claim(name: str, here: str) -> list[str]:
+    """The claim ``name`` of ``claims.yaml`` and this reproduction's one-sentence verdict
+    (capitalised here)."""
+    paper = CLAIMS[name]
     return [f"> **Paper:** {paper}", ">", f"> **Here:** {here[:1].upper()}{here[1:]}", ""]
 
 

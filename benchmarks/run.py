@@ -26,12 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parent
-if str(BENCHMARKS) not in sys.path:  # the scripts import one another as top-level modules
-    sys.path.insert(0, str(BENCHMARKS))
-
-from common import ROOT, relative  # noqa: E402
-from plan import BUDGETS, Step, plan  # noqa: E402
+from benchmarks.common import ROOT, command_line, relative
+from benchmarks.plan import BUDGETS, Step, plan
 
 log = logging.getLogger("benchmarks")
 
@@ -50,7 +46,7 @@ def run_step(step: Step, argv: list[str]) -> tuple[str, float]:
     """Run one script in-process; return its status and its wall-clock seconds."""
     start = time.time()
     try:
-        status = importlib.import_module(step.script).main(argv)
+        status = importlib.import_module(f"benchmarks.{step.script}").main(argv)
     except Exception:  # one failing script is reported; the driver decides whether to go on
         log.error("%s failed:\n%s", step.name, traceback.format_exc())
         return "failed", time.time() - start
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("== %s: skipped (needs CUDA)", step.name)
             continue
         step_argv = step_arguments(step, budget, results_dir, runs_dir)
-        command = shlex.join(["python", f"benchmarks/{step.script}.py", *step_argv])
+        command = command_line(step.script, step_argv)
         log.info("== %s: %s", step.name, command)
         status, seconds = run_step(step, step_argv)
         log.info("== %s: %s in %.0f s", step.name, status, seconds)
@@ -103,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             if not arguments.keep_going:
                 break
     if not arguments.no_render:
-        from render import render_report
+        from benchmarks.render import render_report
 
         if budget == "smoke":
             report = render_report(results_dir, arguments.report or results_dir / "RESULTS.md")

@@ -15,8 +15,8 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
 Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
 
-    python benchmarks/segmentation_compare.py                  # the committed figures
-    python benchmarks/segmentation_compare.py --seeds 0 --epochs 1 \\
+    python -m benchmarks.segmentation_compare                  # the committed figures
+    python -m benchmarks.segmentation_compare --seeds 0 --epochs 1 \\
         --classifier-overrides="--epochs 1 --train_subset 2000"        # a quick look
 
 Writes ``benchmarks/results/full/segmentation_compare.{json,md}`` (``--results`` to change).
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
 from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
 from deepnc.config import DNC_ONLY_KEYS, load_config
 
@@ -163,17 +163,22 @@ def transfer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = training_parser(__doc__.splitlines()[0], "bench_segmentation", "segmentation_compare")
-    parser.add_argument("--parts", nargs="+", choices=("compare", "transfer"),
-                        default=["compare", "transfer"])  # fmt: skip
     parser.add_argument(
-        "--classifier-overrides", default="",
+        "--parts", nargs="+", choices=("compare", "transfer"), default=["compare", "transfer"]
+    )
+    parser.add_argument(
+        "--classifier-overrides",
+        default="",
         help='config overrides of the classifiers, quoted: --classifier-overrides="--epochs 1"',
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--classifier-epochs", type=int, nargs="+", default=None,
+        "--classifier-epochs",
+        type=int,
+        nargs="+",
+        default=None,
         help="transfer: train the classifiers for each of these epochs (a sweep, to compare "
         "the backbones at equal classifier top-1); default the recipe's own",
-    )  # fmt: skip
+    )
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(arguments.out)

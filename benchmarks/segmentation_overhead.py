@@ -21,9 +21,9 @@ seeded first so that it compiles as one graph): ``default`` on the CPU, ``defaul
 Both models of a pair share their weights and run interleaved round by round; each
 figure is a median.
 
-    python benchmarks/segmentation_overhead.py             # the committed figures (CPU)
-    python benchmarks/segmentation_overhead.py --quick     # seconds: checks that it runs
-    python benchmarks/segmentation_overhead.py --device cuda
+    python -m benchmarks.segmentation_overhead             # the committed figures (CPU)
+    python -m benchmarks.segmentation_overhead --quick     # seconds: checks that it runs
+    python -m benchmarks.segmentation_overhead --device cuda
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ from pathlib import Path
 import torch
 
 import deepnc
-from common import FULL_RESULTS, command_line, write_results
-from deepnc.models.segmentation import create_segmentation_model
-from head_overhead import (
+from benchmarks.common import FULL_RESULTS, command_line, write_results
+from benchmarks.head_overhead import (
     AllCorrectHead,
     add_compile_argument,
     compile_modes,
@@ -50,6 +49,7 @@ from head_overhead import (
     ratio_row,
     training_step,
 )
+from deepnc.models.segmentation import create_segmentation_model
 
 MODELS = {
     "fcn_resnet20": {"decoder_channels": 64},

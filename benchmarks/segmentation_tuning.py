@@ -13,8 +13,8 @@ Every run is an ordinary run folder; finished ones are reused (the test runs of 
 unchanged recipe are those of ``segmentation_compare.py`` when its runs lie under
 ``runs/``).
 
-    python benchmarks/segmentation_tuning.py
-    python benchmarks/segmentation_tuning.py --seeds 0 --epochs 1      # a quick look
+    python -m benchmarks.segmentation_tuning
+    python -m benchmarks.segmentation_tuning --seeds 0 --epochs 1      # a quick look
 
 Writes ``benchmarks/results/full/segmentation_tuning.{json,md}`` (``--results``).
 """
@@ -27,10 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
+from benchmarks.tuning_study import HEADS, label, overrides_of
 from deepnc.compare import run_once
 from deepnc.config import load_config
-from tuning_study import HEADS, label, overrides_of
 
 RECIPE = ROOT / "configs/fashion-scenes_fcn_resnet20.yaml"
 SHARED_GRID = [{"lr": lr} for lr in (0.025, 0.05, 0.1)]
@@ -73,11 +73,17 @@ class DenseStudy:
         rows = []
         for (split, head, change), by_seed in grouped.items():
             values = [by_seed[seed] for seed in sorted(by_seed)]
-            rows.append({
-                "split": split, "head": head, "change": change, "seeds": sorted(by_seed),
-                "miou": values, "miou_mean": statistics.mean(values),
-                "miou_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "split": split,
+                    "head": head,
+                    "change": change,
+                    "seeds": sorted(by_seed),
+                    "miou": values,
+                    "miou_mean": statistics.mean(values),
+                    "miou_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                }
+            )
         return rows
 
 

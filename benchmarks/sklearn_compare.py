@@ -12,8 +12,8 @@ Classifiers: DNCClassifier (K = 4), NearestCentroid, KNeighborsClassifier (k = 5
 LogisticRegression, all on standardised features. Accuracy, fit and predict time
 (median of 3, 2 CPU cores).
 
-    python benchmarks/sklearn_compare.py
-    python benchmarks/sklearn_compare.py --train-size 2000 --test-size 1000
+    python -m benchmarks.sklearn_compare
+    python -m benchmarks.sklearn_compare --train-size 2000 --test-size 1000
 
 Writes ``benchmarks/results/full/sklearn_compare.{json,md}`` (``--results``).
 """
@@ -34,7 +34,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from common import FULL_RESULTS, command_line, write_results
+from benchmarks.common import FULL_RESULTS, command_line, write_results
 from deepnc.data import load_dataset, take_subset
 from deepnc.models.efficientnet_lite import efficientnet_lite0
 from deepnc.sklearn import DNCClassifier

@@ -21,8 +21,8 @@ split, the chosen settings scored once on the test split, on settings never tune
 Every run is an ordinary run folder; finished ones are reused, so the study continues
 where it stopped.
 
-    python benchmarks/tuning_study.py
-    python benchmarks/tuning_study.py --quick     # two grid points per stage, one seed
+    python -m benchmarks.tuning_study
+    python -m benchmarks.tuning_study --quick     # two grid points per stage, one seed
 
 Writes ``benchmarks/results/full/tuning_study.{json,md}`` (``--results``).
 """
@@ -33,16 +33,15 @@ import itertools
 import json
 import logging
 import re
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import ROOT, command_line, training_parser, write_results
+from benchmarks.plan import CLASSIFICATION_CONFIGS, budget_arguments
 from deepnc.compare import run_once
 from deepnc.config import load_config
-from plan import CLASSIFICATION_CONFIGS, EXTRA_ARGUMENTS
 
 TUNED_ON = "fashion-mnist_resnet20"  # the first tuning setting, at the small budget
 VALIDATION_SIZE = 2000  # training images held out of each tuning setting, class-balanced
@@ -72,8 +71,8 @@ HEADS = {"dnc": "DNC", "linear": "softmax"}
 
 def small_recipe(name: str) -> tuple[Path, list[str]]:
     """The config and overrides of the small budget's classification table ``name``."""
-    extra = EXTRA_ARGUMENTS["small"][f"classification_{name}"]
-    return ROOT / CLASSIFICATION_CONFIGS[name], shlex.split(extra)
+    extra = budget_arguments("small")[f"classification_{name}"]
+    return ROOT / CLASSIFICATION_CONFIGS[name], extra
 
 
 def overrides_of(change: dict) -> list[str]:
@@ -125,11 +124,17 @@ class Study:
         rows = []
         for (setting, head, change), by_seed in self.scores.items():
             values = [by_seed[seed] for seed in sorted(by_seed)]
-            rows.append({
-                "setting": setting, "head": head, "change": json.loads(change),
-                "seeds": sorted(by_seed), "top1": values, "top1_mean": statistics.mean(values),
-                "top1_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "setting": setting,
+                    "head": head,
+                    "change": json.loads(change),
+                    "seeds": sorted(by_seed),
+                    "top1": values,
+                    "top1_mean": statistics.mean(values),
+                    "top1_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                }
+            )
         return rows
 
 
@@ -185,11 +190,15 @@ def test(study: Study, chosen: dict, seeds: list[int], held_out: tuple[str, ...]
         dnc = [study.score(setting, "dnc", dnc_change, seed) for seed in seeds]
         softmax = [study.score(setting, "linear", softmax_change, seed) for seed in seeds]
         row = {
-            "setting": setting.split("@")[0], "tuned_here": setting.startswith(TUNED_ON),
-            "dnc_change": dnc_change, "softmax_change": softmax_change, "seeds": seeds,
-            "dnc": dnc, "softmax": softmax,
+            "setting": setting.split("@")[0],
+            "tuned_here": setting.startswith(TUNED_ON),
+            "dnc_change": dnc_change,
+            "softmax_change": softmax_change,
+            "seeds": seeds,
+            "dnc": dnc,
+            "softmax": softmax,
             "dnc_minus_softmax": statistics.mean(dnc) - statistics.mean(softmax),
-        }  # fmt: skip
+        }
         if not row["tuned_here"]:
             also = [study.score(setting, "dnc", ALSO_MEASURED, seed) for seed in seeds]
             row["also_measured"] = {"change": ALSO_MEASURED, "dnc": also}
@@ -207,8 +216,13 @@ def markdown(command: str, tuning: dict, tests: list[dict], rows: list[dict]) ->
             f"| {statistics.mean(dnc):.2f} | {statistics.mean(softmax):.2f} "
             f"| {row['dnc_minus_softmax']:+.2f} |"
         )
-    lines += ["", f"chosen: {json.dumps(tuning['chosen'])}", "", "| setting | head | change | "
-              "seeds | top-1 |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += [
+        "",
+        f"chosen: {json.dumps(tuning['chosen'])}",
+        "",
+        "| setting | head | change | seeds | top-1 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for row in rows:
         lines.append(
             f"| {row['setting']} | {HEADS[row['head']]} | {label(row['change'])} "

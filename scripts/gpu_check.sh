@@ -32,5 +32,5 @@ with warnings.catch_warnings(record=True) as caught:
 print("synchronizing calls in one step:", sum("synchroniz" in str(w.message) for w in caught))
 PY
 echo "== 3. overhead on CUDA, eager / compiled / reduce-overhead (JSON to benchmarks/results/full/)"
-timeout 200 python3 benchmarks/head_overhead.py --device cuda --rounds 9 --results $OUT/head_overhead_cuda 2>&1 | grep -v "^DEBUG" | tail -16
-timeout 120 python3 benchmarks/segmentation_overhead.py --device cuda --rounds 9 --results $OUT/segmentation_overhead_cuda 2>&1 | grep -v "^DEBUG" | tail -10
+timeout 200 python3 -m benchmarks.head_overhead --device cuda --rounds 9 --results $OUT/head_overhead_cuda 2>&1 | grep -v "^DEBUG" | tail -16
+timeout 120 python3 -m benchmarks.segmentation_overhead --device cuda --rounds 9 --results $OUT/segmentation_overhead_cuda 2>&1 | grep -v "^DEBUG" | tail -10

@@ -6,7 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deepnc.engine.checkpoint import (
+from deepnc.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    TrainingState,
     load_checkpoint,
     optimizer_state_from_tensors,
     optimizer_state_to_tensors,
@@ -69,3 +72,84 @@ def test_optimizer_state_round_trip(name):
         assert torch.equal(
             torch.as_tensor(restored.state_dict()["state"][0][key]), torch.as_tensor(value)
         )
+
+
+def _trained_parts():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    model(torch.randn(5, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    return model, optimizer, scheduler
+
+
+DATASET = {"name": "toy", "task": "classification", "num_classes": 2, "class_names": ["a", "b"]}
+
+
+def test_a_typed_checkpoint_round_trips_with_its_training_state(tmp_path):
+    model, optimizer, scheduler = _trained_parts()
+    written = Checkpoint(
+        model=dict(model.state_dict()),
+        config={"lr": 0.1},
+        dataset=DATASET,
+        epoch=3,
+        training=TrainingState.capture(optimizer, scheduler),
+    ).save(tmp_path)  # a run folder: the file is its checkpoint.safetensors
+    assert written == tmp_path / CHECKPOINT_NAME
+    loaded = Checkpoint.load(tmp_path)
+    assert loaded.epoch == 3 and loaded.class_names == ["a", "b"] and loaded.num_classes == 2
+    assert loaded.task == "classification" and not loaded.snapped and loaded.deepnc_version
+    assert all(torch.equal(loaded.model[k], v) for k, v in model.state_dict().items())
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimizer = torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9)
+    fresh_scheduler = torch.optim.lr_scheduler.StepLR(fresh_optimizer, 1)
+    loaded.training.restore(fresh_optimizer, fresh_scheduler)
+    assert fresh_scheduler.last_epoch == 1
+    assert torch.equal(
+        fresh_optimizer.state_dict()["state"][0]["momentum_buffer"],
+        optimizer.state_dict()["state"][0]["momentum_buffer"],
+    )
+
+
+def test_a_checkpoint_for_use_has_no_training_state_and_keeps_its_exemplars(tmp_path):
+    model, optimizer, scheduler = _trained_parts()
+    trained = Checkpoint(
+        dict(model.state_dict()),
+        {"lr": 0.1},
+        DATASET,
+        training=TrainingState.capture(optimizer, scheduler),
+    )
+    trained.for_use(exemplars={"indices": [[0], [1]]}).save(tmp_path / "snapped.safetensors")
+    _, raw = load_checkpoint(tmp_path / "snapped.safetensors")
+    assert raw["snapped"] and "optimizer" not in raw and "scheduler" not in raw
+    loaded = Checkpoint.load(tmp_path / "snapped.safetensors")
+    assert loaded.training is None and loaded.snapped and loaded.exemplars["indices"] == [[0], [1]]
+
+
+def test_a_deepnc_0_1_checkpoint_loads(tmp_path):
+    """0.1 wrote the same file with untyped state (no deepnc_version, optimizer JSON)."""
+    model, optimizer, scheduler = _trained_parts()
+    tensors, optimizer_json = optimizer_state_to_tensors(optimizer)
+    tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
+    state = {
+        "epoch": 2,
+        "config": {"lr": 0.1},
+        "dataset": DATASET,
+        "optimizer": optimizer_json,
+        "scheduler": scheduler.state_dict(),
+        "scaler": None,
+        "torch_version": "2.5.0",
+        "snap_top1": {"before": 0.5},
+    }
+    save_checkpoint(tmp_path / "old.safetensors", tensors, state)
+    loaded = Checkpoint.load(tmp_path / "old.safetensors")
+    assert loaded.epoch == 2 and loaded.torch_version == "2.5.0" and loaded.deepnc_version is None
+    assert loaded.training is not None and loaded.extra == {"snap_top1": {"before": 0.5}}
+    assert set(loaded.model) == set(model.state_dict())
+
+
+def test_a_deepnc_file_without_a_model_description_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(1)}, {"epoch": 1})
+    with pytest.raises(ValueError, match="without a model's config and dataset"):
+        Checkpoint.load(tmp_path / "c.safetensors")

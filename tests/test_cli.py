@@ -44,7 +44,7 @@ def test_eval_refuses_a_dataset_of_another_shape(tmp_path, capsys):
 
 def test_config_errors_name_the_nearest_key(capsys):
     assert main(["train", "--epoch", "3"]) == 2
-    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert "Did you mean 'epochs'" in capsys.readouterr().err
     assert main(["train", "--dataset", "cifar11", "--out_dir", "unused"]) == 2
     assert "valid names" in capsys.readouterr().err
     assert main(["eval", "no/such/checkpoint"]) == 2
@@ -74,8 +74,9 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "deepnc", *arguments, "--out_dir", str(killed_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while not (killed_dir / "checkpoint.json").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -92,12 +93,29 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "deepnc", "train", *TINY, "--batch_size", "32", "--epochs", "2",
-            "--threads", "1", "--out_dir", str(out),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "deepnc",
+            "train",
+            *TINY,
+            "--batch_size",
+            "32",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--out_dir",
+            str(out),
         ],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs"] == 2
@@ -111,3 +129,11 @@ def test_module_entry_point_help():
     assert (
         completed.returncode == 0 and "train" in completed.stdout and "compare" in completed.stdout
     )
+
+
+def test_configs_lists_the_shipped_recipes_and_prints_one(capsys):
+    assert main(["configs"]) == 0
+    listed = capsys.readouterr().out
+    assert "fashion-mnist_resnet20" in listed and "demo" in listed
+    assert main(["configs", "demo"]) == 0
+    assert "train_subset: 12000" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepnc.config import TrainConfig, load_config, parse_overrides, save_config
+from deepnc.config import TrainConfig, list_configs, load_config, parse_overrides, save_config
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 
@@ -13,8 +13,11 @@ CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 def test_overrides_are_yaml_scalars():
     arguments = ["--lr", "0.05", "--amp", "--grad-clip=null", "--milestones", "[0.3, 0.6]"]
     assert parse_overrides(arguments) == {
-        "lr": 0.05, "amp": True, "grad_clip": None, "milestones": [0.3, 0.6],
-    }  # fmt: skip
+        "lr": 0.05,
+        "amp": True,
+        "grad_clip": None,
+        "milestones": [0.3, 0.6],
+    }
     with pytest.raises(ValueError, match="expected --key value"):
         parse_overrides(["lr", "0.1"])
 
@@ -32,8 +35,8 @@ def test_file_then_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"epoch": 3}, "unknown config key 'epoch'; did you mean 'epochs'"),
-        ({"head_options.taus": 1}, "unknown head option 'taus'; did you mean 'tau'"),
+        ({"epoch": 3}, "unknown config key 'epoch'. Did you mean 'epochs'"),
+        ({"head_options.taus": 1}, r"unknown head option 'taus'.*Did you mean 'tau'"),
         ({"head": "softmax"}, r"head must be one of \['dnc', 'linear'\]"),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"lr": -1}, "lr must be a number >= 0"),
@@ -59,3 +62,13 @@ def test_shipped_configs_are_valid(path):
     config = load_config(path)
     assert isinstance(config, TrainConfig)
     assert set(yaml.safe_load(path.read_text())) <= set(config.to_dict())
+
+
+def test_a_shipped_recipe_is_found_by_name_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository: only the package's copy exists
+    by_name = load_config("digits_resnet20")
+    assert by_name.dataset == "digits" and by_name.model == "resnet20"
+    assert load_config("configs/digits_resnet20.yaml") == by_name  # the README's spelling
+    assert "fashion-mnist_resnet20" in list_configs()
+    with pytest.raises(FileNotFoundError, match="Did you mean 'digits_resnet20'"):
+        load_config("digits_resnet2")

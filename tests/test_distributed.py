@@ -18,9 +18,13 @@ def make_head(dense: bool, random_draws: bool = False) -> DNCHead:
     # random_draws: a per-class pixel cap below the class sizes, or random assignment
     options = dict(max_pixels_per_class=3) if dense else dict(assignment="random")
     return DNCHead(
-        8, 4, num_subcentroids=2, memory_size=0 if dense else 16, momentum=0.5,
+        8,
+        4,
+        num_subcentroids=2,
+        memory_size=0 if dense else 16,
+        momentum=0.5,
         **(options if random_draws else {}),
-    )  # fmt: skip
+    )
 
 
 def batch(step: int, rank: int, dense: bool):

@@ -8,17 +8,23 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import deepnc.engine.trainer as trainer_module
+from deepnc.checkpoint import load_checkpoint
 from deepnc.config import load_config
 from deepnc.engine import evaluate, train, train_one_epoch
-from deepnc.engine.checkpoint import load_checkpoint
 from deepnc.engine.loop import autocast
 
 
 def tiny(tmp_path, **overrides):
     values = {
-        "dataset": "digits", "train_subset": 320, "epochs": 3, "batch_size": 64,
-        "lr": 0.05, "warmup_epochs": 0.5, "out_dir": str(tmp_path / "run"), "progress": False,
-    }  # fmt: skip
+        "dataset": "digits",
+        "train_subset": 320,
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.05,
+        "warmup_epochs": 0.5,
+        "out_dir": str(tmp_path / "run"),
+        "progress": False,
+    }
     return load_config(None, {**values, **overrides})
 
 
@@ -27,9 +33,13 @@ def test_a_run_learns_and_writes_its_files(tmp_path, head):
     summary = train(tiny(tmp_path, head=head, epochs=4, train_subset=None))
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} >= {
-        "config.yaml", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
-        "curves.png", "summary.json",
-    }  # fmt: skip
+        "config.yaml",
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "curves.png",
+        "summary.json",
+    }
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     assert summary["test_top1"] > 0.5  # 10 classes: chance is 0.1

@@ -76,17 +76,25 @@ def test_occupancy_and_pairwise_similarity_by_hand():
 def trained(tmp_path_factory):
     """A DNC ResNet-20 trained for a few epochs on digits: a real checkpoint."""
     run = tmp_path_factory.mktemp("explain") / "run"
-    config = load_config(None, {
-        "dataset": "digits", "epochs": 4, "batch_size": 64, "lr": 0.05,
-        "head_options": {"momentum_warmup": 10}, "out_dir": str(run), "progress": False,
-    })  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "dataset": "digits",
+            "epochs": 4,
+            "batch_size": 64,
+            "lr": 0.05,
+            "head_options": {"momentum_warmup": 10},
+            "out_dir": str(run),
+            "progress": False,
+        },
+    )
     train(config)
     return run
 
 
 def test_evidence_matches_the_model(trained):
-    model, state = load_trained_model(trained)
-    data = load_checkpoint_dataset(state)
+    model, checkpoint = load_trained_model(trained)
+    data = load_checkpoint_dataset(checkpoint)
     images = torch.stack([data.test[i][0] for i in range(16)])
     train_embeddings = embed_dataset(model, data.train)
     head = find_dnc_head(model)
@@ -112,11 +120,12 @@ def test_a_snapped_model_decides_by_training_images(trained, tmp_path, capsys):
     assert main(["snap", str(trained), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "before snapping" in printed and "after snapping" in printed
-    model, state = load_trained_model(out)
-    assert state["snapped"] and state["exemplars"]["dataset"] == "digits"
-    data = load_checkpoint_dataset(state)
+    model, checkpoint = load_trained_model(out)
+    assert checkpoint.snapped and checkpoint.exemplars["dataset"] == "digits"
+    assert checkpoint.training is None  # a snapped model is for use, not for resuming
+    data = load_checkpoint_dataset(checkpoint)
     train_embeddings = embed_dataset(model, data.train)
-    indices = torch.tensor(state["exemplars"]["indices"])
+    indices = torch.tensor(checkpoint.exemplars["indices"])
     head = find_dnc_head(model)
     assert torch.allclose(head.subcentroids, train_embeddings.features[indices], atol=1e-6)
     report = json.loads((tmp_path / "snapped_report.json").read_text())
@@ -127,10 +136,10 @@ def test_snapping_after_a_refit_snaps_the_re_estimated_sub_centroids(trained, tm
     out = tmp_path / "refit.safetensors"
     assert main(["snap", str(trained), "--out", str(out), "--device", "cpu", "--refit"]) == 0
     assert "after refitting" in capsys.readouterr().out
-    model, state = load_trained_model(out)
-    assert state["exemplars"]["refit"] and state["snap_top1"]["refit"] is not None
-    data = load_checkpoint_dataset(state)
-    indices = torch.tensor(state["exemplars"]["indices"])
+    model, checkpoint = load_trained_model(out)
+    assert checkpoint.exemplars["refit"] and checkpoint.extra["snap_top1"]["refit"] is not None
+    data = load_checkpoint_dataset(checkpoint)
+    indices = torch.tensor(checkpoint.exemplars["indices"])
     features = embed_dataset(model, data.train).features
     assert torch.allclose(find_dnc_head(model).subcentroids, features[indices], atol=1e-6)
 
@@ -141,8 +150,20 @@ def test_explain_report_with_a_broken_file(trained, tmp_path, capsys):
     Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(folder / "bright.png")
     (folder / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "report"
-    code = main(["explain", str(trained), "--images", str(folder), "--test-samples", "3",
-                 "--out", str(out), "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            str(trained),
+            "--images",
+            str(folder),
+            "--test-samples",
+            "3",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "broken.png" in printed and "explained 4 images" in printed
@@ -156,9 +177,18 @@ def test_explain_report_with_a_broken_file(trained, tmp_path, capsys):
 
 def test_explanations_need_a_dnc_head_and_the_right_data(trained, tmp_path, capsys):
     softmax = tmp_path / "softmax"
-    config = load_config(None, {"dataset": "digits", "train_subset": 128, "epochs": 1,
-                                "batch_size": 64, "head": "linear", "out_dir": str(softmax),
-                                "progress": False})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "dataset": "digits",
+            "train_subset": 128,
+            "epochs": 1,
+            "batch_size": 64,
+            "head": "linear",
+            "out_dir": str(softmax),
+            "progress": False,
+        },
+    )
     train(config)
     assert main(["snap", str(softmax)]) == 2
     assert "explanations need a DNC head" in capsys.readouterr().err

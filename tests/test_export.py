@@ -60,10 +60,17 @@ def test_bad_export_arguments(tmp_path):
 
 
 def test_export_command(tmp_path, capsys):
-    config = load_config(None, {
-        "dataset": "digits", "train_subset": 128, "epochs": 1, "batch_size": 64,
-        "out_dir": str(tmp_path / "run"), "progress": False,
-    })  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "dataset": "digits",
+            "train_subset": 128,
+            "epochs": 1,
+            "batch_size": 64,
+            "out_dir": str(tmp_path / "run"),
+            "progress": False,
+        },
+    )
     train(config)
     assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--check", "32"]) == 0
     out = capsys.readouterr().out

@@ -70,8 +70,13 @@ def test_remove_classes():
 def test_bad_input():
     head = _head()
     with pytest.raises(ValueError, match="exist already"):
-        add_classes(head, torch.randn(2, 8), torch.tensor([0, 1]), names=["cat", "dog"],
-                    class_names=["dog", "bird", "fish"])  # fmt: skip
+        add_classes(
+            head,
+            torch.randn(2, 8),
+            torch.tensor([0, 1]),
+            names=["cat", "dog"],
+            class_names=["dog", "bird", "fish"],
+        )
     with pytest.raises(ValueError, match="repeat a name"):
         add_classes(head, torch.randn(2, 8), torch.tensor([0, 1]), names=["cat", "cat"])
     with pytest.raises(ValueError, match=r"\(N, 8\)"):

@@ -51,10 +51,17 @@ def real_report(tmp_path: Path) -> Path:
     from deepnc.engine import train
 
     run = tmp_path / "run"
-    config = load_config(None, {
-        "dataset": "digits", "train_subset": 320, "epochs": 2, "batch_size": 64,
-        "out_dir": str(run), "progress": False,
-    })  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "dataset": "digits",
+            "train_subset": 320,
+            "epochs": 2,
+            "batch_size": 64,
+            "out_dir": str(run),
+            "progress": False,
+        },
+    )
     train(config)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "report"
@@ -70,8 +77,10 @@ def test_report_loads_without_errors_and_every_image_decodes(tmp_path):
     harness.write_text(page.read_text().replace("<head>", "<head>" + PROBE, 1))
     dom = subprocess.run(
         [BROWSER, *FLAGS, "--virtual-time-budget=10000", "--dump-dom", harness.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, flags=re.S)
     assert found, f"the page did not finish loading: {dom[:500]}"
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
@@ -83,6 +92,8 @@ def test_report_loads_without_errors_and_every_image_decodes(tmp_path):
     shot = ARTIFACTS / "report.png"
     subprocess.run(
         [BROWSER, *FLAGS, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.stat().st_size > 5000

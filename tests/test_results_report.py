@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # as the driver imports the scripts
-
-from plan import BUDGETS, CLASSIFICATION_CONFIGS, plan  # noqa: E402
-from render import (  # noqa: E402
+from benchmarks.common import command_line
+from benchmarks.plan import BUDGETS, CLASSIFICATION_CONFIGS, plan
+from benchmarks.render import (
     README_BEGIN,
     README_END,
     SECTIONS,
@@ -25,14 +21,22 @@ from render import (  # noqa: E402
     report_markdown,
     with_readme_block,
 )
-from report_format import Results, mean_std  # noqa: E402
-from run import step_arguments  # noqa: E402
+from benchmarks.report_format import Results, mean_std
+from benchmarks.run import step_arguments
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SECTION_TITLES = (
-    "1. Classification", "2. Ablations", "3. Explanations", "4. Segmentation", "5. Cost",
-    "6a. Rejecting unknown inputs", "6b. Adding classes", "6c. `DNCClassifier`",
+    "1. Classification",
+    "2. Ablations",
+    "3. Explanations",
+    "4. Segmentation",
+    "5. Cost",
+    "6a. Rejecting unknown inputs",
+    "6b. Adding classes",
+    "6c. `DNCClassifier`",
     "7. Tuning study",
-)  # fmt: skip
+)
 
 
 def test_every_step_names_a_script_with_main_and_existing_configs():
@@ -56,7 +60,7 @@ def test_the_plan_still_makes_the_commands_of_the_committed_small_results():
     driver = json.loads((results / "driver.json").read_text())
     for step in plan("small"):
         argv = step_arguments(step, "small", results, runs)
-        command = shlex.join(["python", f"benchmarks/{step.script}.py", *argv])
+        command = command_line(step.script, argv)
         assert driver["steps"][step.name]["command"] == command
         assert json.loads((results / f"{step.name}.json").read_text())["command"] == command
 
@@ -99,7 +103,7 @@ def test_the_smoke_budget_runs_every_script_and_renders_the_report(tmp_path):
             continue
         assert driver["steps"][step.name]["status"] == "done"
         data = json.loads((results / f"{step.name}.json").read_text())
-        assert data["command"].startswith(f"python benchmarks/{step.script}.py")
+        assert data["command"].startswith(f"python -m benchmarks.{step.script}")
     report = (results / "RESULTS.md").read_text()
     for title in SECTION_TITLES:
         assert f"## {title}" in report
@@ -114,18 +118,27 @@ def _classification_json(dnc: list[float], softmax: list[float]) -> dict:
     def row(head, values):
         mean, std = mean_std(values)
         return {
-            "head": head, "top1": values, "top1_mean": mean, "top1_std": std,
-            "trainable_parameters": 10, "subcentroid_numbers": 4 if head == "dnc" else 0,
-            "seconds_per_epoch": 1.0, "step_seconds": 0.1, "step_ratio": 1.0,
-        }  # fmt: skip
+            "head": head,
+            "top1": values,
+            "top1_mean": mean,
+            "top1_std": std,
+            "trainable_parameters": 10,
+            "subcentroid_numbers": 4 if head == "dnc" else 0,
+            "seconds_per_epoch": 1.0,
+            "step_seconds": 0.1,
+            "step_ratio": 1.0,
+        }
 
     config = {"epochs": 2, "batch_size": 10, "image_size": None, "head_options": {}}
     return {
-        "command": "python benchmarks/classification.py", "dataset": "digits",
-        "model": "resnet20", "config": config, "seeds": [0, 1, 2],
+        "command": "python -m benchmarks.classification",
+        "dataset": "digits",
+        "model": "resnet20",
+        "config": config,
+        "seeds": [0, 1, 2],
         "rows": [row("dnc", dnc), row("linear", softmax)],
         "runs": [{"train_size": 100, "test_size": 50}],
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize(
@@ -150,11 +163,17 @@ def test_the_classification_verdict_follows_the_numbers(tmp_path, dnc, softmax, 
 def _ablation_json(random_pairwise: float) -> dict:
     def row(group, variant, top1, pairwise, share, change):
         return {
-            "group": group, "variant": variant, "top1": [top1] * 3, "top1_mean": top1,
-            "top1_std": 0.0, "seeds": [0, 1, 2], "pairwise_cosine": pairwise,
-            "smallest_share": share, "nearest_training_cosine": 0.9,
+            "group": group,
+            "variant": variant,
+            "top1": [top1] * 3,
+            "top1_mean": top1,
+            "top1_std": 0.0,
+            "seeds": [0, 1, 2],
+            "pairwise_cosine": pairwise,
+            "smallest_share": share,
+            "nearest_training_cosine": 0.9,
             "change": {"head": "dnc", "head_options": change},
-        }  # fmt: skip
+        }
 
     recipe = {"epochs": 4, "batch_size": 100, "train_subset": 1000, "head_options": {}}
     rows = [
@@ -163,7 +182,7 @@ def _ablation_json(random_pairwise: float) -> dict:
         row("assignment", "random", 89.0, random_pairwise, 0.25, {"assignment": "random"}),
     ]
     return {
-        "command": "python benchmarks/fashion_mnist_ablation.py",
+        "command": "python -m benchmarks.fashion_mnist_ablation",
         "recipe": recipe,
         "rows": rows,
     }

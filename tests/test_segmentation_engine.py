@@ -10,11 +10,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import deepnc.engine.trainer as trainer_module
+from deepnc.checkpoint import load_checkpoint
 from deepnc.cli import main
 from deepnc.config import load_config
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.engine import train
-from deepnc.engine.checkpoint import load_checkpoint
 from deepnc.engine.segmentation_eval import evaluate_segmentation, iou_from_confusion
 from deepnc.engine.transfer import transfer_backbone
 from deepnc.models.segmentation import create_segmentation_model
@@ -23,10 +23,16 @@ needs_fashion = pytest.mark.skipif(
     not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"
 )
 SCENES = {
-    "task": "segmentation", "dataset": "fashion-scenes", "image_size": 32, "model": "fcn_resnet20",
-    "dataset_options": {"train_size": 64, "val_size": 8, "test_size": 16}, "epochs": 3,
-    "batch_size": 16, "lr": 0.05, "progress": False,
-}  # fmt: skip
+    "task": "segmentation",
+    "dataset": "fashion-scenes",
+    "image_size": 32,
+    "model": "fcn_resnet20",
+    "dataset_options": {"train_size": 64, "val_size": 8, "test_size": 16},
+    "epochs": 3,
+    "batch_size": 16,
+    "lr": 0.05,
+    "progress": False,
+}
 
 
 def scenes(tmp_path, **overrides):
@@ -98,8 +104,17 @@ def test_segmentation_resume_reaches_the_numbers_of_an_uninterrupted_run(tmp_pat
 @needs_fashion
 def test_the_task_must_match_the_dataset(tmp_path):
     with pytest.raises(ValueError, match="pass --task segmentation"):
-        train(load_config(None, {**SCENES, "task": "classification", "model": "resnet20",
-                                 "out_dir": str(tmp_path / "x")}))  # fmt: skip
+        train(
+            load_config(
+                None,
+                {
+                    **SCENES,
+                    "task": "classification",
+                    "model": "resnet20",
+                    "out_dir": str(tmp_path / "x"),
+                },
+            )
+        )
     with pytest.raises(ValueError, match="unknown model option 'aux'"):
         load_config(None, {"model_options": {"aux": True}})
     with pytest.raises(ValueError, match="init_from"):
@@ -127,11 +142,32 @@ def test_cli_trains_evaluates_and_explains_a_segfolder(tmp_path, capsys):
     root = _segfolder(tmp_path / "data")
     run = tmp_path / "run"
     arguments = [
-        "train", "--task", "segmentation", "--dataset", "segfolder", "--data_root", str(root),
-        "--dataset_options.num_classes", "2", "--image_size", "16", "--model", "fcn_resnet20",
-        "--model_options.aux", "true", "--epochs", "2", "--batch_size", "4", "--lr", "0.05",
-        "--out_dir", str(run), "--progress", "false",
-    ]  # fmt: skip
+        "train",
+        "--task",
+        "segmentation",
+        "--dataset",
+        "segfolder",
+        "--data_root",
+        str(root),
+        "--dataset_options.num_classes",
+        "2",
+        "--image_size",
+        "16",
+        "--model",
+        "fcn_resnet20",
+        "--model_options.aux",
+        "true",
+        "--epochs",
+        "2",
+        "--batch_size",
+        "4",
+        "--lr",
+        "0.05",
+        "--out_dir",
+        str(run),
+        "--progress",
+        "false",
+    ]
     assert main(arguments) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["task"] == "segmentation" and 0 <= printed["test_miou"] <= 1
@@ -154,10 +190,19 @@ def test_cli_trains_evaluates_and_explains_a_segfolder(tmp_path, capsys):
 
 
 def _classifier_checkpoint(tmp_path, head="dnc", model="resnet20"):
-    config = load_config(None, {
-        "dataset": "digits", "train_subset": 128, "epochs": 1, "batch_size": 64, "model": model,
-        "head": head, "out_dir": str(tmp_path / f"cls-{head}-{model}"), "progress": False,
-    })  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "dataset": "digits",
+            "train_subset": 128,
+            "epochs": 1,
+            "batch_size": 64,
+            "model": model,
+            "head": head,
+            "out_dir": str(tmp_path / f"cls-{head}-{model}"),
+            "progress": False,
+        },
+    )
     train(config)
     return tmp_path / f"cls-{head}-{model}" / "checkpoint.safetensors"
 
@@ -205,10 +250,31 @@ def test_init_from_in_a_training_run_and_compare(tmp_path, capsys):
     assert summary["config"]["init_from"] == str(checkpoint)
 
     out = tmp_path / "cmp"
-    arguments = ["compare", "--task", "segmentation", "--dataset", "fashion-scenes", "--image_size",
-                 "32", "--dataset_options.train_size", "32", "--dataset_options.test_size", "8",
-                 "--model", "fcn_resnet20", "--epochs", "1", "--batch_size", "16",
-                 "--progress", "false", "--seeds", "0", "--out", str(out)]  # fmt: skip
+    arguments = [
+        "compare",
+        "--task",
+        "segmentation",
+        "--dataset",
+        "fashion-scenes",
+        "--image_size",
+        "32",
+        "--dataset_options.train_size",
+        "32",
+        "--dataset_options.test_size",
+        "8",
+        "--model",
+        "fcn_resnet20",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "16",
+        "--progress",
+        "false",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(arguments) == 0
     table = (out / "compare.md").read_text()
     assert "mIoU (%)" in table and "| DNC |" in table and "| softmax |" in table
@@ -222,15 +288,44 @@ def test_torchrun_trains_a_segmentation_model_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "deepnc", "train", "--task", "segmentation", "--dataset", "fashion-scenes",
-            "--image_size", "32", "--dataset_options.train_size", "64",
-            "--dataset_options.test_size", "16", "--model", "fcn_resnet20", "--epochs", "1",
-            "--batch_size", "8", "--threads", "1", "--device", "cpu", "--progress", "false",
-            "--out_dir", str(out),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "deepnc",
+            "train",
+            "--task",
+            "segmentation",
+            "--dataset",
+            "fashion-scenes",
+            "--image_size",
+            "32",
+            "--dataset_options.train_size",
+            "64",
+            "--dataset_options.test_size",
+            "16",
+            "--model",
+            "fcn_resnet20",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "8",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--progress",
+            "false",
+            "--out_dir",
+            str(out),
         ],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and 0 < summary["test_miou"] <= 1
@@ -256,9 +351,12 @@ def test_training_figures_leave_ignored_pixels_out():
     loader = DataLoader(TensorDataset(torch.zeros(4, 1, 2, 2), masks), batch_size=2)
     model = _Bias()
     stats = train_one_epoch(
-        model, loader, torch.optim.SGD(model.parameters(), lr=0.0),
-        device=torch.device("cpu"), ignore_index=255,
-    )  # fmt: skip
+        model,
+        loader,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        device=torch.device("cpu"),
+        ignore_index=255,
+    )
     assert stats.accuracy == pytest.approx(2 / 3) and stats.samples == 4 and stats.steps == 2
     # cross-entropy: ln(4/3) for a class-1 pixel, ln(4) for a class-0 pixel
     assert stats.loss == pytest.approx((2 * np.log(4 / 3) + np.log(4)) / 3)

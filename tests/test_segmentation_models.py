@@ -89,7 +89,7 @@ def test_the_pixel_cap_bounds_the_pixels_clustered_per_class_and_step():
         masks[:, :, 4:] = 1
         head(maps, masks)  # seeds both classes
         head.bank.reset_statistics()
-        head._correctly_classified = lambda similarities, labels: torch.ones_like(
+        head.correctly_classified = lambda similarities, labels: torch.ones_like(
             labels, dtype=torch.bool
         )
         head(maps, masks)  # every pixel counts as correct: 64 per class, 5 clustered

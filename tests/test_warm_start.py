@@ -16,7 +16,8 @@ from deepnc.config import load_config
 from deepnc.data import dataset_labels, load_dataset
 from deepnc.engine.trainer import train
 from deepnc.models.segmentation import create_segmentation_model
-from deepnc.subcentroids import SubCentroidBank, half_life_momentum
+from deepnc.momentum import half_life_momentum
+from deepnc.subcentroids import SubCentroidBank
 
 
 def two_blobs_per_class(num_classes=3, per_blob=40, dim=8, seed=0):
@@ -180,9 +181,14 @@ def test_the_validation_split_is_held_out_balanced_and_unaugmented():
 
 def tiny(tmp_path, **overrides):
     values = {
-        "dataset": "digits", "train_subset": 256, "epochs": 1, "batch_size": 64,
-        "lr": 0.05, "out_dir": str(tmp_path / "run"), "progress": False,
-    }  # fmt: skip
+        "dataset": "digits",
+        "train_subset": 256,
+        "epochs": 1,
+        "batch_size": 64,
+        "lr": 0.05,
+        "out_dir": str(tmp_path / "run"),
+        "progress": False,
+    }
     return load_config(None, {**values, **overrides})
 
 

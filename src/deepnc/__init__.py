@@ -1,5 +1,6 @@
 """deepnc: Deep Nearest Centroids (Wang et al., ICLR 2023) for PyTorch."""
 
+from deepnc._version import __version__ as __version__
 from deepnc.convert import convert, find_classifier
 from deepnc.head import DNCHead
 from deepnc.memory import ClassMemory
@@ -22,5 +23,3 @@ __all__ = [
     "training_targets",
     "warm_start",
 ]
-
-__version__ = "0.1.0"

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepnc.checkpoint import CHECKPOINT_NAME
 from deepnc.config import DNC_ONLY_KEYS, INCIDENTAL_KEYS, TrainConfig
-from deepnc.engine.trainer import CHECKPOINT_NAME, primary_metric, train
+from deepnc.engine.evaluation import primary_metric
+from deepnc.engine.trainer import train
 
 __all__ = [
     "compare",

@@ -6,13 +6,12 @@
 >>> load_config(None, ["--epoch", "3"])
 Traceback (most recent call last):
 ...
-ValueError: unknown config key 'epoch'; did you mean 'epochs'?
+ValueError: unknown config key 'epoch'. Did you mean 'epochs'?
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +19,23 @@ from typing import Any
 
 import yaml
 
+from deepnc._validate import did_you_mean
+from deepnc.engine.compile import COMPILE_MODES
+from deepnc.engine.loop import AMP_DTYPES
+from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
 from deepnc.head import DNCHead
+from deepnc.models.registry import HEADS
 from deepnc.warm_start import HEAD_INITS
 
 __all__ = [
-    "COMPILE_MODES",
     "DNC_ONLY_KEYS",
     "INCIDENTAL_KEYS",
     "SEGMENTATION_MODEL_OPTIONS",
     "SPLITS",
     "TASKS",
     "TrainConfig",
+    "find_config",
+    "list_configs",
     "load_config",
     "parse_overrides",
     "save_config",
@@ -45,14 +50,30 @@ SEGMENTATION_MODEL_OPTIONS = ("aux", "decoder_channels", "atrous_rates")
 # sums, not the recipe.
 INCIDENTAL_KEYS = frozenset(
     {
-        "out_dir", "progress", "workers", "threads", "device", "data_root", "download",
-        "compile", "compile_mode",
+        "out_dir",
+        "progress",
+        "workers",
+        "threads",
+        "device",
+        "data_root",
+        "download",
+        "compile",
+        "compile_mode",
     }
-)  # fmt: skip
+)
 SPLITS = ("test", "val")  # what evaluate_on may name
 # Keys that only a DNC head reads, with their defaults (a softmax run must leave them be)
 DNC_ONLY_KEYS = {"head_options": {}, "head_init": "first-batch", "subcentroid_half_life": None}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Keys that take a number >= 0 (ints are stored as floats)
+NON_NEGATIVE_FLOATS = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "gamma",
+    "label_smoothing",
+    "aux_weight",
+)
 
 
 @dataclass
@@ -113,10 +134,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the key and what is allowed."""
         _choice("task", self.task, TASKS)
-        _choice("head", self.head, ("dnc", "linear"))
-        _choice("optimizer", self.optimizer, ("sgd", "adamw"))
-        _choice("schedule", self.schedule, ("cosine", "step", "constant"))
-        _choice("amp_dtype", self.amp_dtype, ("auto", "bfloat16", "float16"))
+        _choice("head", self.head, HEADS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)
@@ -142,10 +163,7 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        for key in (
-            "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing",
-            "aux_weight",
-        ):  # fmt: skip
+        for key in NON_NEGATIVE_FLOATS:
             value = getattr(self, key)
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
@@ -177,14 +195,15 @@ class TrainConfig:
         for key in self.head_options:
             if key not in allowed:
                 raise ValueError(
-                    f"unknown head option {key!r}{_hint(key, allowed)}; allowed: {allowed}"
+                    f"unknown head option {key!r}; allowed: {allowed}."
+                    + did_you_mean(key, allowed, cutoff=0.5)
                 )
         allowed = list(SEGMENTATION_MODEL_OPTIONS) if self.task == "segmentation" else []
         for key in self.model_options:
             if key not in allowed:
                 raise ValueError(
-                    f"unknown model option {key!r} for task {self.task}{_hint(key, allowed)}; "
-                    f"allowed: {allowed}"
+                    f"unknown model option {key!r} for task {self.task}; allowed: {allowed}."
+                    + did_you_mean(key, allowed, cutoff=0.5)
                 )
         for key in ("dataset_options", "model_options", "head_options"):
             if not isinstance(getattr(self, key), dict):
@@ -203,11 +222,6 @@ class TrainConfig:
 def _choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _hint(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -238,17 +252,52 @@ def parse_overrides(arguments: list[str]) -> dict[str, Any]:
     return overrides
 
 
+RECIPES = Path(__file__).with_name("configs")  # the recipes that ship with the package
+
+
+def list_configs() -> dict[str, str]:
+    """The shipped recipes: ``{name: first line of its description}``."""
+    recipes = {}
+    for path in sorted(RECIPES.glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.read_text() else ""
+        recipes[path.stem] = first.removeprefix("#").strip()
+    return recipes
+
+
+def find_config(path: str | Path) -> Path:
+    """A YAML file: ``path`` itself if it exists, else the shipped recipe of that name
+    (``fashion-mnist_resnet20`` or ``fashion-mnist_resnet20.yaml``).
+
+    Raises:
+        FileNotFoundError: neither; the message lists the recipes.
+    """
+    given = Path(path)
+    if given.is_file():
+        return given
+    name = given.name.removesuffix(".yaml")
+    shipped = RECIPES / f"{name}.yaml"
+    if shipped.is_file() and given.parent in (Path("."), Path("configs")):
+        return shipped
+    recipes = list(list_configs())
+    raise FileNotFoundError(
+        f"no config file {str(path)!r} and no shipped recipe {name!r}; the recipes "
+        f"(deepnc configs): {recipes}.{did_you_mean(name, recipes)}"
+    )
+
+
 def load_config(
     path: str | Path | None, overrides: list[str] | dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated.
+    """Defaults, then the YAML file at ``path`` (if any: a file, or the name of a shipped
+    recipe, see :func:`find_config`), then ``overrides``; validated.
 
     Raises:
         ValueError: a key that does not exist (naming the nearest valid key) or a bad value.
     """
     values: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        path = find_config(path)
+        loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(
                 f"{path} must hold a mapping of config keys, got {type(loaded).__name__}"
@@ -266,12 +315,10 @@ def load_config(
             values[key] = value
     unknown = [key for key in values if key not in _FIELDS]
     if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}{_hint(unknown[0], list(_FIELDS))}")
+        key = unknown[0]
+        raise ValueError(f"unknown config key {key!r}." + did_you_mean(key, _FIELDS, cutoff=0.5))
     config = TrainConfig(**values)
-    for name in (
-        "lr", "momentum", "weight_decay", "warmup_epochs", "gamma", "label_smoothing", "aux_weight",
-        "subcentroid_half_life",
-    ):  # fmt: skip
+    for name in (*NON_NEGATIVE_FLOATS, "subcentroid_half_life"):  # YAML's 1 means 1.0 here
         if isinstance(getattr(config, name), int) and not isinstance(getattr(config, name), bool):
             setattr(config, name, float(getattr(config, name)))
     return config.validate()

@@ -15,7 +15,7 @@ from torch import nn
 
 from deepnc.head import DNCHead
 
-__all__ = ["convert", "find_classifier"]
+__all__ = ["convert", "find_classifier", "set_submodule"]
 
 _CLASSIFIER_ATTRIBUTES = ("fc", "classifier", "head", "heads")
 
@@ -49,7 +49,7 @@ def convert(model: nn.Module, *, num_classes: int | None = None, **head_options:
     head = DNCHead(in_features, num_classes or out_features, **head_options)
     weight = layer.weight
     head.to(device=weight.device)
-    _set_submodule(model, name, head)
+    set_submodule(model, name, head)
     if hasattr(model, "num_classes"):
         model.num_classes = head.num_classes  # timm keeps this in step with its head
     return model
@@ -94,7 +94,8 @@ def _last_classifier_layer(module: nn.Module) -> nn.Linear | nn.Conv2d | None:
     return last
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace ``model``'s submodule at the dotted path ``name`` by ``module``."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)

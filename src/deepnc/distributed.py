@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_rows", "broadcast_", "is_distributed", "world_size"]
+__all__ = ["all_gather_rows", "all_gather_together", "broadcast_", "is_distributed", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -58,6 +58,31 @@ def all_gather_rows(tensor: torch.Tensor, *, check_sizes: bool = False) -> torch
     gathered = [torch.empty_like(tensor) for _ in range(size)]
     dist.all_gather(gathered, tensor)  # gloo has no all_gather_into_tensor
     return torch.cat(gathered)
+
+
+def all_gather_together(
+    *tensors: torch.Tensor, check_sizes: bool = False
+) -> tuple[torch.Tensor, ...]:
+    """:func:`all_gather_rows` of several tensors with M rows each, in one collective.
+
+    They travel packed as the columns of one fp32 ``(M, total)`` tensor and come back in
+    their own dtypes: exact for floats up to fp32, bools, and integers below 2**24
+    (class indices).
+
+    Args:
+        tensors: ``(M,)`` or ``(M, k)`` each.
+    """
+    if not is_distributed():
+        return tensors
+    columns = [t.float().reshape(t.shape[0], -1) for t in tensors]
+    packed = all_gather_rows(torch.cat(columns, dim=1), check_sizes=check_sizes)
+    gathered, start = [], 0
+    for tensor, column in zip(tensors, columns, strict=True):
+        width = column.shape[1]
+        part = packed[:, start : start + width].reshape(-1, *tensor.shape[1:])
+        gathered.append(part.to(tensor.dtype))
+        start += width
+    return tuple(gathered)
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:

@@ -141,9 +141,15 @@ def export_model(
         raise ImportError("ONNX export needs `pip install deepnc[export]`") from error
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
-        network, (example,), dynamo=True, input_names=["images"], output_names=["logits"],
-        dynamic_shapes={"images": {0: batch}}, opset_version=18, verbose=False,
-    )  # fmt: skip
+        network,
+        (example,),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"images": {0: batch}},
+        opset_version=18,
+        verbose=False,
+    )
     program.save(str(path))
     return path
 

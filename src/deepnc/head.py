@@ -9,13 +9,10 @@ sub-centroid. The sub-centroids are buffers moved by clustering during training
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnc import distributed
 from deepnc._validate import (
     check_choice,
     check_features,
@@ -23,15 +20,25 @@ from deepnc._validate import (
     check_positive_int,
     check_target_values,
     check_targets,
-    out_of_range,
 )
-from deepnc.grouping import ClassSlots, class_slots
+from deepnc.head_checks import report_nonfinite, usable_rows
+from deepnc.head_update import update_from_batch
 from deepnc.memory import ClassMemory
-from deepnc.subcentroids import SubCentroidBank
+from deepnc.subcentroids import (
+    DEFAULT_DEAD_AFTER,
+    DEFAULT_MOMENTUM,
+    DEFAULT_SINKHORN_EPS,
+    DEFAULT_SINKHORN_ITERATIONS,
+    SubCentroidBank,
+)
 
 __all__ = ["CHECKED_UPDATES", "VALIDATE_MODES", "DNCHead"]
 
 VALIDATE_MODES = ("first", "always", "deferred")
+# The head's own defaults (the paper's K and tau; a memory of 64 samples per class).
+DEFAULT_NUM_SUBCENTROIDS = 4
+DEFAULT_TAU = 0.1
+DEFAULT_MEMORY_SIZE = 64
 CHECKED_UPDATES = 10  # updates whose inputs validate="first" checks at once (eager mode)
 
 
@@ -96,15 +103,15 @@ class DNCHead(nn.Module):
         in_features: int,
         num_classes: int,
         *,
-        num_subcentroids: int = 4,
-        tau: float = 0.1,
-        momentum: float = 0.999,
+        num_subcentroids: int = DEFAULT_NUM_SUBCENTROIDS,
+        tau: float = DEFAULT_TAU,
+        momentum: float = DEFAULT_MOMENTUM,
         momentum_warmup: int = 0,
-        sinkhorn_eps: float = 0.05,
-        sinkhorn_iterations: int = 3,
-        memory_size: int = 64,
+        sinkhorn_eps: float = DEFAULT_SINKHORN_EPS,
+        sinkhorn_iterations: int = DEFAULT_SINKHORN_ITERATIONS,
+        memory_size: int = DEFAULT_MEMORY_SIZE,
         assignment: str = "sinkhorn",
-        dead_after: int = 20,
+        dead_after: int = DEFAULT_DEAD_AFTER,
         max_pixels_per_class: int | None = None,
         ignore_index: int = -100,
         layer_norm: bool = True,
@@ -300,20 +307,14 @@ class DNCHead(nn.Module):
         ).tolist()
         self.bad_targets.zero_()
         self.nonfinite_samples.zero_()
+        since = " since the last check"
         if bad:
             raise ValueError(
                 f"targets must be class indices in [0, {self.num_classes}) or ignore_index = "
                 f"{self.ignore_index}: {bad} target(s) were not (for example {example}) and "
-                "were left out of the sub-centroid updates since the last check"
+                f"were left out of the sub-centroid updates{since}"
             )
-        if nonfinite:
-            message = f"{nonfinite} sample(s) with NaN or Inf features"
-            if self.nonfinite == "raise":
-                raise ValueError(
-                    f"features must be finite: {message} were left out of the sub-centroid "
-                    "updates since the last check"
-                )
-            warnings.warn(f"{message} were left out of the sub-centroid updates", stacklevel=2)
+        report_nonfinite(nonfinite, self.nonfinite, f"the sub-centroid updates{since}")
 
     def _check_at_once(self, targets: torch.Tensor) -> bool:
         """Check the target values now if ``validate`` says so; whether the update should
@@ -354,84 +355,24 @@ class DNCHead(nn.Module):
             targets = resized.squeeze(1).round().long()
         return targets.reshape(-1).long()
 
-    # ----------------------------------------------------------------- update
-    @torch.no_grad()
-    def _update(
-        self,
-        embedded: torch.Tensor,
-        similarities: torch.Tensor,
-        class_scores: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        checked: bool,
-    ) -> None:
-        """One update, on the device: samples left out are masked, never copied out.
-
-        Args:
-            embedded: ``(N, D)`` or ``(B, H, W, D)`` normalised features.
-            similarities: ``(..., C, K)`` their cosines to every sub-centroid.
-            class_scores: ``(..., C)`` the best cosine of each class.
-            labels: ``(M,)`` int64 flat targets, M = N or B*H*W.
-            checked: report NaN/Inf features at once (a sync) instead of counting them.
-        """
-        dense = embedded.dim() == 4
-        embedded = embedded.reshape(-1, self.in_features)
-        similarities = similarities.reshape(-1, self.num_classes, self.num_subcentroids)
-        class_scores = class_scores.reshape(-1, self.num_classes)
-        if labels.numel() == 0:
-            self.bank.num_updates += 1
-            return
-        finite = torch.isfinite(embedded).all(dim=1)
-        if checked:
-            self._report_nonfinite(finite, labels)
-        correct = self._correctly_classified(class_scores, labels)
-        safe = labels.clamp(0, self.num_classes - 1)
-        own = similarities[torch.arange(labels.numel(), device=labels.device), safe]  # (M, K)
-        embedded, own, labels, correct, finite = _gather(
-            embedded, own, labels, correct, finite, check_sizes=checked
-        )
-        keep = self._usable(embedded, labels, finite)
-        if not checked:
-            self._count_left_out(labels, finite)
-        labels = labels.masked_fill(~keep, 0)
-        correct &= keep
-        own = torch.where(keep.unsqueeze(1), own, 0.0)
-
-        self.bank.record_accuracy(labels, correct, include=keep)
-        if self.memory is None or dense:
-            self.bank.update(
-                embedded,
-                labels,
-                correct,
-                scores=own,
-                max_per_class=self.max_pixels_per_class,
-                include=keep,
-            )
-            return
-        was_initialised = self.bank.initialised.clone()
-        if not self.bank.all_seeded:  # seeding: a host step, skipped once all are seeded
-            self.bank.initialise(embedded, labels, include=keep)
-        seeded = was_initialised[labels]
-        self.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
-        self._step_from_memory(class_slots(labels, correct & seeded, self.num_classes))
-
     def _apply_update(self, *args, **kwargs) -> None:
-        """:meth:`_update`, eagerly while some class is unseeded. The flag is read here,
-        in the caller's frame, so that torch.compile guards on it there: once every class
-        is seeded the whole forward recompiles once, as one graph."""
+        """The update (:func:`~deepnc.head_update.update_from_batch`), eagerly while some
+        class is unseeded. The flag is read here, in the caller's frame, so that
+        torch.compile guards on it there: once every class is seeded the whole forward
+        recompiles once, as one graph."""
         if self.bank.all_seeded:
-            self._update(*args, **kwargs)
+            update_from_batch(self, *args, **kwargs)
         else:
             self._update_while_seeding(*args, **kwargs)
 
     @torch.compiler.disable
     def _update_while_seeding(self, *args, **kwargs) -> None:
-        """:meth:`_update` while some class is unseeded: seeding is a host step (k-means++
-        on a data-dependent set of samples), so torch.compile runs it eagerly."""
-        self._update(*args, **kwargs)
+        """The update while some class is unseeded: seeding is a host step (k-means++ on
+        a data-dependent set of samples), so torch.compile runs it eagerly."""
+        update_from_batch(self, *args, **kwargs)
 
     @staticmethod
-    def _correctly_classified(class_scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def correctly_classified(class_scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``(M,)`` bool: the nearest sub-centroid of sample m belongs to its class.
 
         ``class_scores`` ``(M, C)`` is the best cosine of each class."""
@@ -440,53 +381,7 @@ class DNCHead(nn.Module):
     def _usable(
         self, embedded: torch.Tensor, labels: torch.Tensor, finite: torch.Tensor
     ) -> torch.Tensor:
-        """``(M,)`` bool: a class label, finite features, and a direction to cluster (a
-        constant feature vector normalises to zero)."""
-        labelled = (labels != self.ignore_index) & ~out_of_range(
-            labels, self.num_classes, self.ignore_index
-        )
-        return labelled & finite & (embedded.abs().amax(dim=1) > 0)
-
-    def _nonfinite(self, finite: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``(M,)`` bool: NaN/Inf features of samples not ignored (what is reported)."""
-        return ~finite & (labels != self.ignore_index)
-
-    def _report_nonfinite(self, finite: torch.Tensor, labels: torch.Tensor) -> None:
-        """Raise or warn now about NaN/Inf features of samples not ignored (a sync)."""
-        skipped = int(self._nonfinite(finite, labels).sum())
-        if not skipped:
-            return
-        message = f"{skipped} sample(s) with NaN or Inf features"
-        if self.nonfinite == "raise":
-            raise ValueError(f"features must be finite: {message}")
-        warnings.warn(f"{message} left out of the sub-centroid update", stacklevel=4)
-
-    def _count_left_out(self, labels: torch.Tensor, finite: torch.Tensor) -> None:
-        """Count, on the device, what :meth:`check_inputs` will report."""
-        bad = out_of_range(labels, self.num_classes, self.ignore_index)
-        self.bad_targets += bad.sum()
-        example = torch.where(bad, labels, torch.iinfo(torch.long).min).amax()
-        self.bad_target_value.copy_(torch.where(bad.any(), example, self.bad_target_value))
-        self.nonfinite_samples += self._nonfinite(finite, labels).sum()
-
-    def _step_from_memory(self, slots: ClassSlots) -> None:
-        """Cluster the memories of the slots' classes (``S`` of them) and move them."""
-        memory = self.memory
-        assert memory is not None
-        classes = slots.classes
-        filled = memory.filled()[classes] & slots.valid.unsqueeze(1)  # (S, L)
-        stored = memory.features[classes]  # (S, L, D)
-        with torch.autocast(stored.device.type, enabled=False):  # fp32 under autocast
-            scores = torch.einsum("cld,ckd->clk", stored, self.bank.subcentroids[classes])
-        slot = torch.arange(classes.numel(), device=classes.device).unsqueeze(1)
-        ids = torch.where(filled, slot, classes.numel()).view(-1)  # empty slots left out
-        self.bank.step(
-            stored.view(-1, self.in_features),
-            None,
-            scores.reshape(-1, self.num_subcentroids),
-            slots=ClassSlots(classes=classes, valid=slots.valid, ids=ids),
-            rows_per_slot=memory.length,
-        )
+        return usable_rows(embedded, labels, finite, self.num_classes, self.ignore_index)
 
     def extra_repr(self) -> str:
         return (
@@ -494,29 +389,3 @@ class DNCHead(nn.Module):
             f"num_subcentroids={self.num_subcentroids}, tau={self.tau}, "
             f"memory_size={self.memory_size}"
         )
-
-
-def _gather(
-    embedded: torch.Tensor,
-    own: torch.Tensor,
-    labels: torch.Tensor,
-    correct: torch.Tensor,
-    finite: torch.Tensor,
-    *,
-    check_sizes: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All-gather every row of the update from every process in one collective.
-
-    Every row travels, left-out ones included (they are masked after), so that all
-    processes send the same number of rows and nothing is read back to the host.
-    """
-    if not distributed.is_distributed():
-        return embedded, own, labels, correct, finite
-    dim, num_k = embedded.shape[1], own.shape[1]
-    flags = torch.stack([labels.float(), correct.float(), finite.float()], dim=1)
-    packed = torch.cat([embedded, own, flags], dim=1)
-    packed = distributed.all_gather_rows(packed, check_sizes=check_sizes)
-    embedded, own = packed[:, :dim], packed[:, dim : dim + num_k]
-    labels = packed[:, dim + num_k].long()
-    correct, finite = packed[:, dim + num_k + 1].bool(), packed[:, dim + num_k + 2].bool()
-    return embedded, own, labels, correct, finite

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from deepnc.head import DNCHead
 from deepnc.subcentroids import SubCentroidBank
-from deepnc.targets import single_dnc_head
+from deepnc.targets import captured_inputs, single_dnc_head
 
 __all__ = ["add_classes", "head_inputs", "remove_classes"]
 
@@ -63,19 +63,14 @@ def head_inputs(
     """
     if layer is None:
         layer = single_dnc_head(model, "head_inputs (without layer=) needs")
-    captured: list[torch.Tensor] = []
-    handle = layer.register_forward_pre_hook(
-        lambda module, args: captured.append(args[0].detach().float().cpu())
-    )
-    labels = []
-    try:
-        model.eval()
+    features, labels = [], []
+    model.eval()
+    with captured_inputs(layer) as captured:
         for images, targets in loader:
             model(images.to(device))
+            features.append(captured.pop().float().cpu())
             labels.append(torch.as_tensor(targets))
-    finally:
-        handle.remove()
-    return torch.cat(captured), torch.cat(labels).long()
+    return torch.cat(features), torch.cat(labels).long()
 
 
 @torch.no_grad()

@@ -3,8 +3,39 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["kmeans_plus_plus"]
+from deepnc.grouping import group_by_class
+
+__all__ = ["kmeans_plus_plus", "seed_classes"]
+
+
+def seed_classes(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    num_subcentroids: int,
+    *,
+    max_per_class: int,
+    generators: tuple[torch.Generator, torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """First sub-centroids of every class present: k-means++ on at most
+    ``max_per_class`` of its samples (a random subset).
+
+    Args:
+        features: ``(M, D)`` unit-norm features; ``labels`` ``(M,)`` int64 in ``[0, C)``.
+        generators: CPU generators for the subset and for the k-means++ draws.
+
+    Returns:
+        ``(classes (S,), sub-centroids (S, K, D))``: the classes present and their seeds.
+    """
+    groups = group_by_class(
+        labels, num_classes, max_per_class=max_per_class, generator=generators[0]
+    )
+    padded = groups.gather(features.float())  # (S, N, D)
+    seeds = kmeans_plus_plus(padded, groups.mask, num_subcentroids, generator=generators[1])
+    chosen = torch.gather(padded, 1, seeds.unsqueeze(-1).expand(-1, -1, padded.shape[-1]))
+    return groups.classes, F.normalize(chosen, dim=-1)
 
 
 def kmeans_plus_plus(

@@ -20,18 +20,31 @@ import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from deepnc.subcentroids import SubCentroidBank
+from deepnc._extras import missing_extra
+
+try:
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+    from sklearn.utils import check_random_state
+    from sklearn.utils._param_validation import Interval
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "deepnc.sklearn") from error
+
+from deepnc.head import DEFAULT_NUM_SUBCENTROIDS, DEFAULT_TAU
+from deepnc.subcentroids import (
+    DEFAULT_SINKHORN_EPS,
+    DEFAULT_SINKHORN_ITERATIONS,
+    SubCentroidBank,
+)
 
 __all__ = ["DNCClassifier"]
+
+PARTIAL_FIT_MOMENTUM = 0.9  # see DNCClassifier: partial_fit makes tens of steps, not thousands
 
 
 class DNCClassifier(ClassifierMixin, BaseEstimator):
@@ -43,7 +56,9 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
         tau: temperature of ``decision_function`` (``max-cosine / tau``) and of the
             softmax of ``predict_proba``.
         max_iter: balanced assignment rounds of ``fit``.
-        momentum: momentum of each ``partial_fit`` step, in ``[0, 1)``.
+        momentum: momentum of each ``partial_fit`` step, in ``[0, 1)``. 0.9, not the
+            head's 0.999: ``partial_fit`` makes one step per batch it is given, tens of
+            them rather than the thousands of a training run (``fit`` does not use it).
         sinkhorn_eps, sinkhorn_iterations: the balanced assignment (see
             :class:`~deepnc.SubCentroidBank`).
         standardize: subtract the training mean and divide by the training standard
@@ -71,13 +86,13 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_subcentroids: int = 4,
+        n_subcentroids: int = DEFAULT_NUM_SUBCENTROIDS,
         *,
-        tau: float = 0.1,
+        tau: float = DEFAULT_TAU,
         max_iter: int = 10,
-        momentum: float = 0.9,
-        sinkhorn_eps: float = 0.05,
-        sinkhorn_iterations: int = 3,
+        momentum: float = PARTIAL_FIT_MOMENTUM,
+        sinkhorn_eps: float = DEFAULT_SINKHORN_EPS,
+        sinkhorn_iterations: int = DEFAULT_SINKHORN_ITERATIONS,
         standardize: bool = True,
         random_state: int | None = None,
     ) -> None:
@@ -163,10 +178,14 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
     def _new_bank(self, momentum: float) -> SubCentroidBank:
         seed = check_random_state(self.random_state).randint(2**31 - 1)  # None, int or RandomState
         return SubCentroidBank(
-            len(self.classes_), self.n_subcentroids, self.n_features_in_, momentum=momentum,
-            sinkhorn_eps=self.sinkhorn_eps, sinkhorn_iterations=self.sinkhorn_iterations,
+            len(self.classes_),
+            self.n_subcentroids,
+            self.n_features_in_,
+            momentum=momentum,
+            sinkhorn_eps=self.sinkhorn_eps,
+            sinkhorn_iterations=self.sinkhorn_iterations,
             seed=int(seed),
-        )  # fmt: skip
+        )
 
     def _finish(self) -> None:
         self.subcentroids_ = self._bank.subcentroids.numpy().copy()

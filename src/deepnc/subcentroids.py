@@ -9,73 +9,42 @@ momentum. Every class is handled at once, with no Python loop over classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepnc import distributed
 from deepnc._validate import check_choice, check_positive_float, check_positive_int, check_range
+from deepnc.bank_diagnostics import BankDiagnostics, bank_diagnostics
 from deepnc.counter_random import random_bits
 from deepnc.grouping import (
     ClassSlots,
     chunk_by_class,
     class_counts,
     class_slots,
-    group_by_class,
     keep_per_class,
 )
-from deepnc.seeding import kmeans_plus_plus
-from deepnc.sinkhorn import sinkhorn_segments
+from deepnc.momentum import DEFAULT_MOMENTUM, warmup_momentum
+from deepnc.seeding import seed_classes
+from deepnc.subcentroid_update import assign, cell_sums, reseed_dead
 
-__all__ = ["ASSIGNMENTS", "BankDiagnostics", "SubCentroidBank", "half_life_momentum"]
+__all__ = [
+    "ASSIGNMENTS",
+    "DEFAULT_DEAD_AFTER",
+    "DEFAULT_MOMENTUM",
+    "DEFAULT_SINKHORN_EPS",
+    "DEFAULT_SINKHORN_ITERATIONS",
+    "BankDiagnostics",
+    "SubCentroidBank",
+]
 
 ASSIGNMENTS = ("sinkhorn", "nearest", "random")
+# The method's defaults for the clustering, written once (the head and the estimator take
+# theirs from here): the balanced assignment's entropy and rounds (mu: deepnc.momentum).
+DEFAULT_SINKHORN_EPS = 0.05
+DEFAULT_SINKHORN_ITERATIONS = 3
+DEFAULT_DEAD_AFTER = 20  # updates without a sample before a sub-centroid is re-seeded
 INIT_SAMPLES_PER_CLASS = 256  # k-means++ seeding looks at no more than this many per class
-
-
-def half_life_momentum(half_life: float, limit: float = 0.999) -> float:
-    """The momentum mu whose moving average halves a sample's weight in ``half_life``
-    updates, ``0.5 ** (1 / half_life)``, capped at ``limit``.
-
-    A horizon in updates (the trainer converts one in epochs) instead of a fixed mu: the
-    paper's 0.999 has a half-life of 693 updates, longer than a whole short fine-tuning
-    run, over which each sub-centroid would keep most of its first seed.
-
-    >>> round(half_life_momentum(693), 4), half_life_momentum(1e6)
-    (0.999, 0.999)
-    >>> round(half_life_momentum(6.58), 3)
-    0.9
-    """
-    if isinstance(half_life, bool) or not isinstance(half_life, int | float) or half_life <= 0:
-        raise ValueError(f"half_life must be a number of updates > 0, got {half_life!r}")
-    return min(limit, 0.5 ** (1.0 / half_life))
-
-
-@dataclass(frozen=True)
-class BankDiagnostics:
-    """What the bank has learnt, for logging and for spotting collapse.
-
-    Attributes:
-        initialised: ``(C,)`` bool, classes whose sub-centroids were seeded.
-        assigned: ``(C, K)`` int64 samples assigned to each sub-centroid since the last
-            :meth:`SubCentroidBank.reset_statistics`.
-        occupancy: ``(C, K)`` the same as fractions of the class's samples (rows sum to
-            1; NaN for a class with none).
-        intra_class_cosine: ``(C,)`` mean cosine between distinct sub-centroids of a
-            class (1.0 means collapsed onto one vector; NaN for K = 1 or unseeded).
-        correct_fraction: ``(C,)`` fraction of the class's samples seen by updates that
-            the model classified correctly (NaN for a class never seen).
-        overall_correct_fraction: the same over all classes (NaN before any update).
-    """
-
-    initialised: torch.Tensor
-    assigned: torch.Tensor
-    occupancy: torch.Tensor
-    intra_class_cosine: torch.Tensor
-    correct_fraction: torch.Tensor
-    overall_correct_fraction: float
 
 
 class SubCentroidBank(nn.Module):
@@ -125,12 +94,12 @@ class SubCentroidBank(nn.Module):
         num_subcentroids: int,
         dim: int,
         *,
-        momentum: float = 0.999,
+        momentum: float = DEFAULT_MOMENTUM,
         momentum_warmup: int = 0,
-        sinkhorn_eps: float = 0.05,
-        sinkhorn_iterations: int = 3,
+        sinkhorn_eps: float = DEFAULT_SINKHORN_EPS,
+        sinkhorn_iterations: int = DEFAULT_SINKHORN_ITERATIONS,
         assignment: str = "sinkhorn",
-        dead_after: int = 20,
+        dead_after: int = DEFAULT_DEAD_AFTER,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -251,20 +220,17 @@ class SubCentroidBank(nn.Module):
             self._all_seeded = bool(self.initialised.all())
             return new
         keep = new[labels] if include is None else new[labels] & include
-        groups = group_by_class(
+        classes, rows = seed_classes(
+            features[keep],
             labels[keep],
             self.num_classes,
+            self.num_subcentroids,
             max_per_class=INIT_SAMPLES_PER_CLASS,
-            generator=self._generator(salt=2),
+            generators=(self._generator(salt=2), self._generator(salt=3)),
         )
-        padded = groups.gather(features[keep].float())
-        seeds = kmeans_plus_plus(
-            padded, groups.mask, self.num_subcentroids, generator=self._generator(salt=3)
-        )
-        chosen = torch.gather(padded, 1, seeds.unsqueeze(-1).expand(-1, -1, self.dim))
-        self._write_rows(groups.classes, F.normalize(chosen, dim=-1))
-        self.initialised[groups.classes] = True
-        self.steps_since_used[groups.classes] = 0
+        self._write_rows(classes, rows)
+        self.initialised[classes] = True
+        self.steps_since_used[classes] = 0
         self._all_seeded = bool(self.initialised.all())
         return new
 
@@ -342,15 +308,7 @@ class SubCentroidBank(nn.Module):
             return
 
         assignments = self._assign(scores.float(), ids, num_slots + 1)
-        if rows_per_slot:
-            sums, counts = self._slot_sums(features, ids, assignments, rows_per_slot)
-        else:
-            cells = ids * num_k + assignments  # (M,) in [0, (S + 1) K); last K discarded
-            num_cells = num_slots * num_k
-            sums = torch.zeros(num_cells + num_k, self.dim, device=features.device)
-            sums.index_add_(0, cells, features.float())
-            sums = sums[:num_cells].view(num_slots, num_k, self.dim)
-            counts = class_counts(cells, num_cells + num_k)[:num_cells].view(num_slots, num_k)
+        sums, counts = cell_sums(features, ids, assignments, num_slots, num_k, rows_per_slot)
 
         current = self.subcentroids[classes]
         means = F.normalize(sums, dim=-1)
@@ -364,7 +322,10 @@ class SubCentroidBank(nn.Module):
         self.assigned.index_add_(0, classes, counts)
         self.class_updates.index_add_(0, classes, update.any(dim=1).squeeze(-1).long())
 
-        rows = self._reseed_dead(rows, features, ids, scores, classes, counts)
+        rows, since = reseed_dead(
+            rows, features, ids, scores, counts, self.steps_since_used[classes], self.dead_after
+        )
+        self.steps_since_used[classes] = since
         self._write_rows(classes, rows)
         self._synchronise()
 
@@ -397,24 +358,7 @@ class SubCentroidBank(nn.Module):
     # ------------------------------------------------------------ diagnostics
     def diagnostics(self) -> BankDiagnostics:
         """Occupancy, intra-class similarity and accuracy of the updates so far."""
-        assigned = self.assigned.clone()
-        total = assigned.sum(dim=1, keepdim=True)
-        occupancy = assigned.double() / total.double()
-        gram = self.subcentroids @ self.subcentroids.transpose(1, 2)  # (C, K, K)
-        num_k = self.num_subcentroids
-        off_diagonal = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(dim=1)
-        intra = off_diagonal / (num_k * (num_k - 1)) if num_k > 1 else gram[:, 0, 0] * torch.nan
-        intra = torch.where(self.initialised, intra, torch.nan)
-        seen, correct = self.seen.double(), self.correct.double()
-        overall = float(correct.sum() / seen.sum()) if int(self.seen.sum()) else float("nan")
-        return BankDiagnostics(
-            initialised=self.initialised.clone(),
-            assigned=assigned,
-            occupancy=occupancy,
-            intra_class_cosine=intra,
-            correct_fraction=correct / seen,
-            overall_correct_fraction=overall,
-        )
+        return bank_diagnostics(self)
 
     @torch.no_grad()
     def reset_statistics(self) -> None:
@@ -432,15 +376,11 @@ class SubCentroidBank(nn.Module):
     # ---------------------------------------------------------------- helpers
     def _assign(self, scores: torch.Tensor, ids: torch.Tensor, num_ids: int) -> torch.Tensor:
         """``(M,)`` sub-centroid of each sample within its class (``ids`` numbers them)."""
-        if self.assignment == "sinkhorn":
-            assignments, _ = sinkhorn_segments(
-                scores, ids, num_ids, eps=self.sinkhorn_eps, iterations=self.sinkhorn_iterations
-            )
-            return assignments
-        if self.assignment == "nearest":
-            return scores.argmax(dim=1)
-        draws = random_bits(self.num_updates, ids.numel(), seed=self.seed, salt=4)
-        return draws % self.num_subcentroids
+        draws = None
+        if self.assignment == "random":
+            draws = random_bits(self.num_updates, ids.numel(), seed=self.seed, salt=4)
+        options = {"eps": self.sinkhorn_eps, "iterations": self.sinkhorn_iterations}
+        return assign(self.assignment, scores, ids, num_ids, random_draws=draws, **options)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # Checkpoints written before ``class_updates`` existed: every class is taken to
@@ -459,23 +399,7 @@ class SubCentroidBank(nn.Module):
         """mu for the classes about to move: ``(C', 1, 1)``, or a float without warm-up."""
         if not self.momentum_warmup:
             return self.momentum
-        done = self.class_updates[classes].double()
-        warm = (1 + done) / (self.momentum_warmup + done)
-        return warm.clamp(max=self.momentum).float().view(-1, 1, 1)
-
-    def _slot_sums(
-        self, features: torch.Tensor, ids: torch.Tensor, assignments: torch.Tensor, length: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sums (S, K, D), counts (S, K))`` of samples laid out L per slot."""
-        num_slots = ids.numel() // length
-        used = (ids < num_slots).view(num_slots, length, 1)
-        # (not F.one_hot, which checks its input's range on the host)
-        choices = torch.arange(self.num_subcentroids, device=ids.device)
-        one_hot = (assignments.view(num_slots, length, 1) == choices) & used  # (S, L, K)
-        stored = features.float().view(num_slots, length, self.dim)
-        with torch.autocast(features.device.type, enabled=False):  # fp32 under autocast
-            sums = torch.bmm(one_hot.transpose(1, 2).float(), stored)
-        return sums, one_hot.sum(dim=1)  # int64 counts
+        return warmup_momentum(self.class_updates[classes], self.momentum_warmup, self.momentum)
 
     def _write_rows(self, classes: torch.Tensor, rows: torch.Tensor) -> None:
         """Set the sub-centroids of ``classes`` ``(S,)`` to ``rows`` ``(S, K, D)``.
@@ -485,47 +409,6 @@ class SubCentroidBank(nn.Module):
         into that one (in place, backward would fail, under ``torch.compile`` too).
         """
         self.subcentroids = self.subcentroids.index_put((classes,), rows)
-
-    def _reseed_dead(
-        self,
-        rows: torch.Tensor,
-        features: torch.Tensor,
-        ids: torch.Tensor,
-        scores: torch.Tensor,
-        classes: torch.Tensor,
-        counts: torch.Tensor,
-    ) -> torch.Tensor:
-        """``rows`` ``(S, K, D)`` with the sub-centroids unused for ``dead_after`` updates
-        moved onto poorly fitted samples.
-
-        ``ids`` ``(M,)`` numbers the samples' class slots, rows of ``classes`` ``(S,)``
-        (``S`` for left-out samples, which sort last); ``counts`` ``(S, K)`` holds
-        this update's samples per sub-centroid. Only classes with at least K samples
-        judge their sub-centroids.
-        """
-        num_slots = classes.numel()
-        sizes = class_counts(ids, num_slots + 1)[:num_slots]
-        eligible = (sizes >= self.num_subcentroids).unsqueeze(1)  # (S, 1)
-        unused = (counts == 0) & eligible
-        since = self.steps_since_used[classes]
-        since = torch.where(unused, since + 1, torch.where(eligible, 0, since))
-        dead = since >= self.dead_after
-        # Computed every step and kept only where a sub-centroid is dead, so that the
-        # step never asks the host whether one is. A sample fits poorly when even its
-        # best sub-centroid is far from it. Order the samples by slot, worst fitted
-        # first (one integer sort: the slot in the high bits, the fit quantised to
-        # 2**-30 in the low ones); the j-th dead sub-centroid of a class takes the j-th
-        # worst sample of that class.
-        fit = scores.float().amax(dim=1).clamp(-1.0, 1.0)
-        quantised = ((fit.double() + 1.0) * 2**30).long()  # [0, 2**31]
-        order = torch.argsort(ids * 2**32 + quantised, stable=True)
-        starts = torch.cumsum(sizes, dim=0) - sizes
-        rank = (dead.cumsum(dim=1) - 1).clamp(min=0)
-        rank = torch.minimum(rank, (sizes - 1).clamp(min=0).unsqueeze(1))
-        position = (starts.unsqueeze(1) + rank).clamp(max=ids.numel() - 1)
-        fresh = F.normalize(features[order[position]].float(), dim=-1)  # (S, K, D)
-        self.steps_since_used[classes] = since.masked_fill(dead, 0)
-        return torch.where(dead.unsqueeze(-1), fresh, rows)
 
     def _generator(self, salt: int) -> torch.Generator:
         """A CPU generator that every process builds identically, for seeding (a host

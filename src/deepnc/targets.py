@@ -17,12 +17,32 @@ from torch import nn
 from deepnc.head import DNCHead
 
 __all__ = [
+    "captured_inputs",
     "dnc_heads",
     "restored_buffers",
     "seed_heads",
     "single_dnc_head",
     "training_targets",
 ]
+
+
+@contextmanager
+def captured_inputs(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Within the block, record (detached) the first input of every call of ``module``:
+    what a head receives, for embeddings and explanations.
+
+    >>> layer = nn.Linear(3, 2)
+    >>> with captured_inputs(layer) as inputs:
+    ...     _ = layer(torch.ones(4, 3))
+    >>> [tuple(x.shape) for x in inputs]
+    [(4, 3)]
+    """
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_pre_hook(lambda _, args: captured.append(args[0].detach()))
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def dnc_heads(model: nn.Module) -> list[DNCHead]:

@@ -27,6 +27,7 @@ from torch import nn
 from deepnc import distributed
 from deepnc.grouping import class_counts, rank_within_class
 from deepnc.head import DNCHead
+from deepnc.head_checks import usable_rows
 from deepnc.targets import dnc_heads, restored_buffers
 
 __all__ = ["HEAD_INITS", "WarmStartReport", "warm_start"]
@@ -68,7 +69,8 @@ class _Collector:
         flat = features.detach().float()
         flat = (flat.permute(0, 2, 3, 1) if flat.dim() == 4 else flat).reshape(-1, head.in_features)
         flat = flat.cpu()
-        valid = (labels >= 0) & (labels < num_classes) & torch.isfinite(flat).all(dim=1)
+        finite = torch.isfinite(flat).all(dim=1)  # what the head's fit would keep:
+        valid = usable_rows(flat, labels, finite, num_classes, head.ignore_index)
         grouped = labels.masked_fill(~valid, num_classes)  # an extra class, dropped
         order = torch.randperm(labels.numel(), generator=self.generator)
         rank = torch.empty_like(order)

@@ -1,4 +1,5 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``export``.
+"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``predict``,
+``export``, ``configs``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -10,14 +11,22 @@ import argparse
 import logging
 import sys
 
-from deepnc.cli import (
-    compare_command,
-    eval_command,
-    explain_command,
-    export_command,
-    snap_command,
-    train_command,
-)
+from deepnc._extras import missing_extra
+
+try:
+    from deepnc.cli import (
+        classes_command,
+        compare_command,
+        configs_command,
+        eval_command,
+        explain_command,
+        export_command,
+        predict_command,
+        snap_command,
+        train_command,
+    )
+except ModuleNotFoundError as error:  # a core-only install: say which extra to add
+    raise SystemExit(f"deepnc: {missing_extra(error, 'the deepnc command')}") from error
 
 __all__ = ["main"]
 
@@ -27,7 +36,11 @@ _COMMANDS = {
     "compare": compare_command,
     "snap": snap_command,
     "explain": explain_command,
+    "predict": predict_command,
+    "add-classes": classes_command,
+    "remove-classes": classes_command,
     "export": export_command,
+    "configs": configs_command,
 }
 
 
@@ -37,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="deepnc", description="Deep Nearest Centroids for PyTorch"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in _COMMANDS.values():
+    for module in dict.fromkeys(_COMMANDS.values()):  # a module may add several commands
         module.add_parser(commands)
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         return _COMMANDS[arguments.command].run(arguments, rest) or 0
+    except ModuleNotFoundError as error:  # an extra this command needs (onnx for export...)
+        message = missing_extra(error, f"deepnc {arguments.command}")
+        print(f"deepnc {arguments.command}: error: {message}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"deepnc {arguments.command}: error: {error}", file=sys.stderr)
         return 2

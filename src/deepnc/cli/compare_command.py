@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
             "Config keys can be overridden as --key value."
         ),
     )
-    parser.add_argument("--config", help="YAML file of config keys")
+    parser.add_argument("--config", help="YAML file of config keys, or a shipped recipe's name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
     parser.add_argument("--out", help="folder of the comparison (default: out_dir of the config)")
 

@@ -37,11 +37,16 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     if not arguments.images and arguments.test_samples <= 0:
         raise ValueError("give --images FILE_OR_FOLDER ... and/or --test-samples N")
     summary = explain_checkpoint(
-        arguments.checkpoint, arguments.out, images=arguments.images,
-        test_samples=arguments.test_samples, dataset=arguments.dataset,
-        top_classes=arguments.top_classes, neighbours=arguments.neighbours,
-        device=select_device(arguments.device), progress=True,
-    )  # fmt: skip
+        arguments.checkpoint,
+        arguments.out,
+        images=arguments.images,
+        test_samples=arguments.test_samples,
+        dataset=arguments.dataset,
+        top_classes=arguments.top_classes,
+        neighbours=arguments.neighbours,
+        device=select_device(arguments.device),
+        progress=True,
+    )
     for message in summary["skipped"]:
         print(f"skipped {message}")
     print(f"explained {summary['explained']} images: {summary['report']}")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model, resolve_checkpoint
+from deepnc.checkpoint import resolve_checkpoint
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.export import EXPORT_FORMATS, export_model, verify_export
 
 
@@ -33,8 +34,8 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     if arguments.check < 1:
         raise ValueError(f"--check must be at least 1, got {arguments.check}")
     path = resolve_checkpoint(arguments.checkpoint)
-    model, state = load_trained_model(path, "cpu")
-    data = load_checkpoint_dataset(state)
+    model, checkpoint = load_trained_model(path, "cpu")
+    data = load_checkpoint_dataset(checkpoint)
     count = min(arguments.check, len(data.test))
     images = torch.stack([data.test[i][0] for i in range(count)])
     suffix = ".onnx" if arguments.format == "onnx" else ".pt"

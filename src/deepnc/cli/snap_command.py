@@ -22,14 +22,16 @@ def add_parser(commands) -> None:
     parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
     parser.add_argument("--out", help="snapped checkpoint (default: RUN/snapped.safetensors)")
     parser.add_argument(
-        "--allow-duplicates", action="store_true",
+        "--allow-duplicates",
+        action="store_true",
         help="let sub-centroids of a class share their nearest training image",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--refit", action="store_true",
+        "--refit",
+        action="store_true",
         help="re-estimate the sub-centroids from the final training embeddings (balanced "
         "k-means) before snapping: a smaller drop after a short run",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
 
@@ -38,10 +40,14 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     if rest:
         raise ValueError(f"snap takes no config overrides, got {rest}")
     report, path = snap_checkpoint(
-        arguments.checkpoint, arguments.out, distinct=not arguments.allow_duplicates,
-        refit=arguments.refit, device=select_device(arguments.device),
-        batch_size=arguments.batch_size, progress=True,
-    )  # fmt: skip
+        arguments.checkpoint,
+        arguments.out,
+        distinct=not arguments.allow_duplicates,
+        refit=arguments.refit,
+        device=select_device(arguments.device),
+        batch_size=arguments.batch_size,
+        progress=True,
+    )
     drop = 100 * (report.top1_before - report.top1_after)
     print(f"test top-1 before snapping {100 * report.top1_before:.2f}%")
     if report.top1_refit is not None:

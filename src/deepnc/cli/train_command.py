@@ -8,7 +8,8 @@ import json
 import textwrap
 
 from deepnc.config import TrainConfig, load_config
-from deepnc.engine.trainer import TEST_METRICS, train
+from deepnc.engine.evaluation import TEST_METRICS
+from deepnc.engine.trainer import train
 
 
 def config_keys_help() -> str:
@@ -29,11 +30,16 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train a classifier from a YAML config",
         description=(
-            "Train from a YAML config (see configs/). Any config key can be overridden as "
+            "Train from a YAML config (a file, or a shipped recipe: deepnc configs). Any "
+            "config key can be overridden as "
             "--key value (for example --epochs 5 --head linear --head_options.tau 0.05)."
         ),
     )
-    parser.add_argument("--config", help="YAML file of config keys (default: built-in defaults)")
+    parser.add_argument(
+        "--config",
+        help="YAML file of config keys, or the name of a shipped recipe (deepnc configs); "
+        "default: built-in defaults",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in out_dir")
 
 

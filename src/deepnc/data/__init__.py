@@ -7,11 +7,11 @@ True
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from functools import partial
 
+from deepnc._validate import did_you_mean
 from deepnc.data.base import (
     DatasetSplits,
     ImageTensorDataset,
@@ -112,8 +112,7 @@ def load_dataset(
         FileNotFoundError: the data is missing; the message says how to get it.
     """
     if name not in _DATASETS:
-        close = difflib.get_close_matches(name, list(_DATASETS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _DATASETS)
         raise ValueError(f"unknown dataset {name!r}; valid names: {list_datasets()}.{hint}")
     loader = _DATASETS[name]
     classes = options.pop("classes", None)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from deepnc.data.normalise import normalise
 from deepnc.grouping import rank_within_class
 
 __all__ = [
@@ -114,8 +115,7 @@ class ImageTensorDataset(Dataset):
         self.flip = flip
         self.images = F.pad(images, [crop_padding] * 4) if crop_padding else images
         self.labels = labels.long()
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -127,8 +127,7 @@ class ImageTensorDataset(Dataset):
             image = image[:, top : top + self.size, left : left + self.size]
         if self.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
-        image = (image.float() / 255 - self.mean) / self.std
-        return image, int(self.labels[index])
+        return normalise(image, self.mean, self.std), int(self.labels[index])
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:

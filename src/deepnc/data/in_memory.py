@@ -29,9 +29,17 @@ __all__ = [
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -149,9 +157,14 @@ def load_fashion_mnist(
     Where it is looked for: see :func:`fashion_mnist_arrays`.
     """
     return _splits_from_arrays(
-        "fashion-mnist", fashion_mnist_arrays(root, download), FASHION_CLASSES,
-        image_size=image_size, augment=augment, crop_padding=2, flip=True,
-    )  # fmt: skip
+        "fashion-mnist",
+        fashion_mnist_arrays(root, download),
+        FASHION_CLASSES,
+        image_size=image_size,
+        augment=augment,
+        crop_padding=2,
+        flip=True,
+    )
 
 
 def load_mnist(
@@ -169,9 +182,14 @@ def load_mnist(
         dataset = _torchvision_or_explain(MNIST, "mnist", root, split == "train", download)
         arrays[split] = (dataset.data.numpy(), dataset.targets.numpy())
     return _splits_from_arrays(
-        "mnist", arrays, [str(i) for i in range(10)],
-        image_size=image_size, augment=augment, crop_padding=2, flip=False,
-    )  # fmt: skip
+        "mnist",
+        arrays,
+        [str(i) for i in range(10)],
+        image_size=image_size,
+        augment=augment,
+        crop_padding=2,
+        flip=False,
+    )
 
 
 def load_cifar(
@@ -228,10 +246,14 @@ def load_digits(
         images, data.target, test_size=0.2, stratify=data.target, random_state=0
     )
     return _splits_from_arrays(
-        "digits", {"train": (train_x, train_y), "test": (test_x, test_y)},
+        "digits",
+        {"train": (train_x, train_y), "test": (test_x, test_y)},
         [str(i) for i in range(10)],
-        image_size=image_size, augment=augment, crop_padding=1, flip=False,
-    )  # fmt: skip
+        image_size=image_size,
+        augment=augment,
+        crop_padding=1,
+        flip=False,
+    )
 
 
 def load_fake(
@@ -256,6 +278,11 @@ def load_fake(
         images = torch.stack([pil_to_tensor(image) for image, _ in items]).permute(0, 2, 3, 1)
         arrays[split] = (images.numpy(), np.array([label for _, label in items]))
     return _splits_from_arrays(
-        "fake", arrays, [f"class{i}" for i in range(num_classes)],
-        image_size=None, augment=augment, crop_padding=2, flip=True,
-    )  # fmt: skip
+        "fake",
+        arrays,
+        [f"class{i}" for i in range(num_classes)],
+        image_size=None,
+        augment=augment,
+        crop_padding=2,
+        flip=True,
+    )

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from deepnc.data.normalise import normalise
+
 __all__ = ["MaskedImageDataset", "check_mask_values", "random_subset", "resize_masks"]
 
 
@@ -56,8 +58,7 @@ class MaskedImageDataset(Dataset):
         self.images = images
         self.masks = masks
         self.flip = flip
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -66,7 +67,7 @@ class MaskedImageDataset(Dataset):
         image, mask = self.images[index], self.masks[index]
         if self.flip and torch.rand(()) < 0.5:
             image, mask = image.flip(-1), mask.flip(-1)
-        image = (image.float() / 255 - self.mean) / self.std
+        image = normalise(image, self.mean, self.std)
         return image, mask.long()
 
 

@@ -146,9 +146,13 @@ def load_fashion_scenes(
 
     def compose(items, labels, count, offset):
         return compose_scenes(
-            items, labels, count, size=size, items_per_scene=tuple(items_per_scene),
+            items,
+            labels,
+            count,
+            size=size,
+            items_per_scene=tuple(items_per_scene),
             seed=scene_seed * 3 + offset,
-        )  # fmt: skip
+        )
 
     splits = {
         "train": compose(train_items[fit], train_labels[fit], train_size, 0),

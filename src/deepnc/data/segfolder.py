@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from deepnc.data.base import DatasetSplits, channel_stats
+from deepnc.data.image_files import IMAGE_SUFFIXES
 from deepnc.data.imagefolder import UnreadableImageError
 from deepnc.data.masks import MaskedImageDataset, check_mask_values
 
 __all__ = ["load_segfolder"]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _LAYOUT = (
     "expected ROOT/train/images/<name>.<ext> with ROOT/train/masks/<name>.png, and the same "
     "under ROOT/val/ (or ROOT/test/)"

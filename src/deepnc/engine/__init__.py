@@ -1,12 +1,13 @@
-"""Training and evaluation: the loop, checkpoints, optimisers, runs from a config."""
+"""Training and evaluation: the loop, optimisers, runs from a config.
 
-from deepnc.engine.checkpoint import load_checkpoint, save_checkpoint
+Checkpoints live in :mod:`deepnc.checkpoint`; this package imports the trainer (and with
+it the data loaders and the models) only when ``train`` or ``build_model`` is asked for.
+"""
+
 from deepnc.engine.loop import EpochStats, EvalResult, evaluate, train_one_epoch
 from deepnc.engine.optim import build_optimizer, build_scheduler
-from deepnc.engine.trainer import CHECKPOINT_NAME, build_model, count_parameters, train
 
 __all__ = [
-    "CHECKPOINT_NAME",
     "EpochStats",
     "EvalResult",
     "build_model",
@@ -14,8 +15,18 @@ __all__ = [
     "build_scheduler",
     "count_parameters",
     "evaluate",
-    "load_checkpoint",
-    "save_checkpoint",
     "train",
     "train_one_epoch",
 ]
+
+
+def __getattr__(name: str):
+    if name == "train":
+        from deepnc.engine.trainer import train
+
+        return train
+    if name in ("build_model", "count_parameters"):
+        from deepnc.engine import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'deepnc.engine' has no attribute {name!r}")

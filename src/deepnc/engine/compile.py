@@ -16,16 +16,17 @@ import logging
 import torch
 from torch import nn
 
-from deepnc.config import COMPILE_MODES
 from deepnc.targets import dnc_heads
 
-__all__ = ["SeedingWatch", "compile_model"]
+__all__ = ["COMPILE_MODES", "SeedingWatch", "compile_model"]
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 log = logging.getLogger("deepnc")
 
 
 def compile_model(model: nn.Module, mode: str = "default") -> nn.Module:
-    """``torch.compile(model)`` with ``mode`` one of :data:`deepnc.config.COMPILE_MODES`
+    """``torch.compile(model)`` with ``mode`` one of :data:`COMPILE_MODES`
     (``"reduce-overhead"`` replays CUDA graphs on a GPU)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {list(COMPILE_MODES)}, got {mode!r}")

@@ -22,16 +22,19 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from tqdm.auto import tqdm
 
 from deepnc.distributed import is_distributed
+from deepnc.models.outputs import main_and_aux
 from deepnc.targets import dnc_heads, training_targets
 
 __all__ = [
+    "AMP_DTYPES",
     "EpochStats",
     "EvalResult",
     "autocast",
     "evaluate",
-    "main_and_aux",
     "train_one_epoch",
 ]
+
+AMP_DTYPES = ("auto", "bfloat16", "float16")  # "auto": float16 on CUDA, bfloat16 on CPU
 
 
 @dataclass
@@ -85,14 +88,6 @@ def autocast(device: torch.device, enabled: bool, dtype: str = "auto"):
     if dtype == "auto":
         dtype = "float16" if device.type == "cuda" else "bfloat16"
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
-
-
-def main_and_aux(outputs) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(logits, aux logits or None)`` from a model's output: a tensor, or a
-    torchvision-style dict ``{"out": ..., "aux": ...}``."""
-    if isinstance(outputs, dict):
-        return outputs["out"], outputs.get("aux")
-    return outputs, None
 
 
 def sum_over_processes(values: list[float], device: torch.device) -> list[float]:

@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "build_scheduler", "schedule_factor"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_scheduler", "schedule_factor"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
 
 
 def build_optimizer(
@@ -43,7 +46,7 @@ def build_optimizer(
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
+    raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
 def schedule_factor(
@@ -59,8 +62,8 @@ def schedule_factor(
     0 at ``total_steps``, ``step`` multiplies by ``gamma`` at each milestone (fractions of
     ``total_steps``), ``constant`` stays at 1.
     """
-    if schedule not in ("cosine", "step", "constant"):
-        raise ValueError(f"schedule must be 'cosine', 'step' or 'constant', got {schedule!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     boundaries = [round(m * total_steps) for m in milestones]
 
     def factor(step: int) -> float:

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
-from deepnc.engine.loop import autocast, main_and_aux, sum_over_processes
+from deepnc.engine.loop import autocast, sum_over_processes
+from deepnc.models.outputs import main_and_aux
 
 __all__ = ["SegmentationResult", "evaluate_segmentation", "iou_from_confusion"]
 

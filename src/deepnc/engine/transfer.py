@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepnc.engine.checkpoint import load_checkpoint
+from deepnc.checkpoint import Checkpoint, resolve_checkpoint
 
 __all__ = ["TransferReport", "transfer_backbone"]
 
@@ -70,13 +70,11 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> TransferRepor
         ValueError: the checkpoint is not a classification one, or its backbone does
             not match (the message lists the missing and mismatched tensors).
     """
-    path = Path(checkpoint)
-    path = path / "checkpoint.safetensors" if path.is_dir() else path
-    tensors, state = load_checkpoint(path)
-    task = state.get("dataset", {}).get("task", "classification")
-    if task != "classification":
-        raise ValueError(f"--init-from needs a classification checkpoint; {path} is {task}")
-    source = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    path = resolve_checkpoint(checkpoint)
+    saved = Checkpoint.load(path)
+    if saved.task != "classification":
+        raise ValueError(f"--init-from needs a classification checkpoint; {path} is {saved.task}")
+    source = saved.model
     target = model.state_dict()
     backbone = [key for key in target if key.startswith(BACKBONE_PREFIX)]
     if not backbone:
@@ -92,7 +90,7 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> TransferRepor
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        trained = state.get("config", {}).get("model", "?")
+        trained = saved.config.get("model", "?")
         raise ValueError(
             f"the backbone of {path} (model {trained!r}) does not match the segmentation "
             f"model's: {len(problems)} of {len(backbone)} tensors differ:\n  {shown}{more}"

@@ -23,17 +23,11 @@ import torch.nn.functional as F
 from matplotlib.colors import hsv_to_rgb
 from torch import nn
 
-from deepnc.explain.render import to_pixels
+from deepnc.data.normalise import to_pixels
+from deepnc.engine.segmentation_plots import class_colours, colour_masks, imshow
 from deepnc.head import DNCHead
 
-__all__ = [
-    "SubCentroidMaps",
-    "class_colours",
-    "colour_masks",
-    "plot_segmentation",
-    "plot_subcentroid_map",
-    "subcentroid_maps",
-]
+__all__ = ["SubCentroidMaps", "plot_subcentroid_map", "subcentroid_maps"]
 
 
 @dataclass
@@ -86,8 +80,10 @@ def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
         # The model's own prediction: argmax over classes of the upsampled class logits.
         class_scores = F.interpolate(
             cosines.unflatten(1, (head.num_classes, head.num_subcentroids)).amax(2),
-            size=size, mode="bilinear", align_corners=False,
-        )  # fmt: skip
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        )
         predicted = class_scores.argmax(1)  # (B, H, W)
         own = upsampled.gather(
             1, predicted[:, None, None].expand(-1, 1, head.num_subcentroids, -1, -1)
@@ -96,30 +92,6 @@ def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
     finally:
         model.train(was_training)
     return SubCentroidMaps(predicted, subcentroid, similarity)
-
-
-def _imshow(axis, pixels: np.ndarray) -> None:
-    """uint8 grey ``(H, W)``, uint8 RGB or float RGB in [0, 1], pixel for pixel."""
-    grey = pixels.ndim == 2
-    axis.imshow(
-        pixels, cmap="gray" if grey else None, vmin=0 if grey else None,
-        vmax=255 if grey else None, interpolation="nearest",
-    )  # fmt: skip
-    axis.axis("off")
-
-
-def class_colours(num_classes: int) -> np.ndarray:
-    """``(C, 3)`` distinct RGB colours in [0, 1]; class 0 (usually background) is dark grey."""
-    others = num_classes - 1
-    if others <= 10:  # tab10 without its grey (kept for the background), plus a dark indigo
-        colours = plt.get_cmap("tab10")([0, 1, 2, 3, 4, 5, 6, 8, 9])[:, :3]
-        indigo = plt.get_cmap("tab20b")([0])[:, :3]
-        palette = np.concatenate([colours, indigo])[:others]
-    elif others <= 20:
-        palette = plt.get_cmap("tab20")(np.arange(others))[:, :3]
-    else:
-        palette = plt.get_cmap("hsv")(np.linspace(0, 1, others, endpoint=False))[:, :3]
-    return np.concatenate([np.full((1, 3), 0.25), palette])
 
 
 def _shades(colour: np.ndarray, count: int) -> np.ndarray:
@@ -133,18 +105,6 @@ def _shades(colour: np.ndarray, count: int) -> np.ndarray:
     if grey:
         values = np.linspace(0.85, 0.1, count)
     return hsv_to_rgb(np.stack([np.full(count, hsv[0]), saturation, values], 1))
-
-
-def colour_masks(
-    masks: torch.Tensor, num_classes: int, ignore_index: int | None = None
-) -> np.ndarray:
-    """``(B, H, W)`` class masks as ``(B, H, W, 3)`` RGB; ignored pixels are white."""
-    palette = class_colours(num_classes)
-    flat = masks.clamp(0, num_classes - 1).numpy()
-    rgb = palette[flat]
-    if ignore_index is not None:
-        rgb[masks.numpy() == ignore_index] = 1.0
-    return rgb
 
 
 def plot_subcentroid_map(
@@ -179,7 +139,7 @@ def plot_subcentroid_map(
     panels.append(("matched sub-centroid", sub_rgb))
     figure, axes = plt.subplots(1, len(panels) + 1, figsize=(3 * len(panels) + 3, 3.2))
     for axis, (title, pixels) in zip(axes, panels, strict=False):
-        _imshow(axis, pixels)
+        imshow(axis, pixels)
         axis.set_title(title, fontsize=9)
     legend = axes[-1]
     legend.axis("off")
@@ -195,47 +155,13 @@ def plot_subcentroid_map(
             )
         used = int((counts > 0).sum())
         legend.text(
-            num_subcentroids * 0.045 + 0.02, y + 0.01,
-            f"{class_names[label]} ({used}/{num_subcentroids} used)", fontsize=7,
+            num_subcentroids * 0.045 + 0.02,
+            y + 0.01,
+            f"{class_names[label]} ({used}/{num_subcentroids} used)",
+            fontsize=7,
             transform=legend.transAxes,
-        )  # fmt: skip
+        )
     legend.set_title("sub-centroids per class", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def plot_segmentation(
-    images: torch.Tensor,
-    truth: torch.Tensor,
-    predicted: torch.Tensor,
-    *,
-    class_names: Sequence[str],
-    mean: Sequence[float],
-    std: Sequence[float],
-    path: str | Path,
-    ignore_index: int | None = None,
-) -> None:
-    """Rows of image | truth | prediction for ``(B, C_in, H, W)`` images and ``(B, H, W)`` masks."""
-    count = images.shape[0]
-    num_classes = len(class_names)
-    truth_rgb = colour_masks(truth.cpu(), num_classes, ignore_index)
-    predicted_rgb = colour_masks(predicted.cpu(), num_classes)
-    figure, axes = plt.subplots(count, 3, figsize=(7.5, 2.5 * count), squeeze=False)
-    for row in range(count):
-        pixels = to_pixels(images[row].cpu(), mean, std)
-        for column, (title, shown) in enumerate(
-            (("input", pixels), ("truth", truth_rgb[row]), ("prediction", predicted_rgb[row]))
-        ):
-            axis = axes[row, column]
-            _imshow(axis, shown)
-            if row == 0:
-                axis.set_title(title, fontsize=9)
-    palette = class_colours(num_classes)
-    handles = [
-        matplotlib.patches.Patch(color=palette[c], label=name) for c, name in enumerate(class_names)
-    ]
-    figure.legend(handles=handles[:20], loc="lower center", ncol=min(6, num_classes), fontsize=7)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=100)
     plt.close(figure)

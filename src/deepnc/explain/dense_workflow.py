@@ -51,10 +51,17 @@ def explain_segmentation(
             number = start + offset
             truth = truths[number]
             plot_subcentroid_map(
-                image, maps, offset, class_names=data.class_names,
-                num_subcentroids=head.num_subcentroids, mean=data.mean, std=data.std,
-                path=out / f"dense_{number}.png", truth=truth, ignore_index=data.ignore_index,
-            )  # fmt: skip
+                image,
+                maps,
+                offset,
+                class_names=data.class_names,
+                num_subcentroids=head.num_subcentroids,
+                mean=data.mean,
+                std=data.std,
+                path=out / f"dense_{number}.png",
+                truth=truth,
+                ignore_index=data.ignore_index,
+            )
             predicted = maps.predicted[offset].cpu()
             matched = maps.subcentroid[offset].cpu()
             usage = {

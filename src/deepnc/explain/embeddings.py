@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from deepnc.head import DNCHead
-from deepnc.targets import single_dnc_head
+from deepnc.targets import captured_inputs, single_dnc_head
 
 __all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head"]
 
@@ -52,12 +52,8 @@ def find_dnc_head(model: nn.Module) -> DNCHead:
 def embed_batch(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(embeddings (N, D), logits (N, C))`` of a batch, with ``model`` in eval mode."""
     head = find_dnc_head(model)
-    captured: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
-    try:
+    with captured_inputs(head) as captured:
         logits = model(images)
-    finally:
-        hook.remove()
     features = captured[-1]
     if features.dim() != 2:
         raise ValueError(

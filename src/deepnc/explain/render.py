@@ -18,15 +18,7 @@ import torch
 
 from deepnc.explain.explain import Explanation
 
-__all__ = ["plot_gallery", "plot_prediction", "to_pixels"]
-
-
-def to_pixels(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """A normalised ``(C, H, W)`` tensor as uint8 pixels ``(H, W)`` (grey) or ``(H, W, 3)``."""
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    pixels = (image.float().cpu() * std_t + mean_t).clamp(0, 1).mul(255).round().byte()
-    return pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+__all__ = ["plot_gallery", "plot_prediction"]
 
 
 def _show(axis, pixels: np.ndarray | None, title: str) -> None:
@@ -93,9 +85,11 @@ def plot_gallery(
     """
     num_classes, num_subcentroids = indices.shape
     figure, axes = plt.subplots(
-        num_classes, num_subcentroids,
-        figsize=(1.4 * num_subcentroids + 1.2, 1.45 * num_classes), squeeze=False,
-    )  # fmt: skip
+        num_classes,
+        num_subcentroids,
+        figsize=(1.4 * num_subcentroids + 1.2, 1.45 * num_classes),
+        squeeze=False,
+    )
     totals = occupancy.sum(dim=1).clamp_min(1)
     for cls in range(num_classes):
         for k in range(num_subcentroids):

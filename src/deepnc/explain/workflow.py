@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader
 
+from deepnc.checkpoint import Checkpoint, resolve_checkpoint
 from deepnc.data import DatasetSplits
-from deepnc.engine.checkpoint import save_checkpoint
+from deepnc.data.image_files import find_images, read_image
 from deepnc.engine.loop import evaluate
-from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model, resolve_checkpoint
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain.embeddings import Embeddings, embed_dataset, find_dnc_head
 from deepnc.explain.snap import (
     SnapResult,
@@ -38,8 +38,6 @@ __all__ = [
     "snap_checkpoint",
     "training_exemplars",
 ]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -94,9 +92,9 @@ def snap_checkpoint(
     """
     start = time.perf_counter()
     source = resolve_checkpoint(path)
-    model, state = load_trained_model(source, device)
+    model, checkpoint = load_trained_model(source, device)
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(state)
+    data = load_checkpoint_dataset(checkpoint)
     top1_before = _test_top1(model, data, device, batch_size)
     embed_start = time.perf_counter()
     train = embed_dataset(
@@ -127,32 +125,30 @@ def snap_checkpoint(
         top1_refit=top1_refit,
     )
     target = Path(out) if out else source.parent / "snapped.safetensors"
-    snapped_state = {
-        k: v for k, v in state.items() if k not in ("format", "optimizer", "scheduler", "scaler")
-    }
-    snapped_state["snapped"] = True
-    snapped_state["exemplars"] = {
+    exemplars = {
         "dataset": data.name,
         "split": "train",
-        "train_subset": state["config"]["train_subset"],
-        "seed": state["config"]["seed"],
+        "train_subset": checkpoint.config["train_subset"],
+        "seed": checkpoint.config["seed"],
         "distinct": distinct,
         "refit": refit,
         **result.to_json(),
     }
-    snapped_state["snap_top1"] = {
-        "before": report.top1_before, "refit": report.top1_refit, "after": report.top1_after,
-    }  # fmt: skip
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    save_checkpoint(target, tensors, snapped_state)
+    top1 = {"before": report.top1_before, "refit": report.top1_refit, "after": report.top1_after}
+    snapped = checkpoint.for_use(
+        model=dict(model.state_dict()),
+        exemplars=exemplars,
+        extra={**checkpoint.extra, "snap_top1": top1},
+    )
+    snapped.save(target)
     return report, target
 
 
 def training_exemplars(
-    state: dict, model: torch.nn.Module, train: Embeddings, data: DatasetSplits
+    checkpoint: Checkpoint, model: torch.nn.Module, train: Embeddings, data: DatasetSplits
 ) -> SnapResult:
     """The exemplar index saved with a snapped checkpoint, else one computed now (no snapping)."""
-    saved = state.get("exemplars")
+    saved = checkpoint.exemplars
     if saved is not None:
         if saved["dataset"] != data.name:
             raise ValueError(
@@ -172,29 +168,12 @@ def load_images(
         ``(loaded, skipped)``: ``(name, image (C, S, S))`` pairs and, for every file that
         could not be decoded, a message naming it.
     """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    mode = "L" if data.in_channels == 1 else "RGB"
-    mean = torch.tensor(data.mean).view(-1, 1, 1)
-    std = torch.tensor(data.std).view(-1, 1, 1)
-    loaded, skipped = [], []
-    for file in files:
+    loaded, skipped, facts = [], [], data.describe()
+    for file in find_images(paths):
         try:
-            with Image.open(file) as image:
-                image = image.convert(mode).resize(
-                    (data.image_size, data.image_size), Image.BILINEAR
-                )
-                pixels = np.asarray(image, dtype=np.float32) / 255
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            skipped.append(f"{file}: cannot read image ({error})")
-            continue
-        tensor = torch.from_numpy(pixels)
-        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-        loaded.append((file.name, (tensor - mean) / std))
+            loaded.append((file.name, read_image(file, facts)))
+        except ValueError as error:
+            skipped.append(str(error))
     return loaded, skipped
 
 
@@ -239,17 +218,18 @@ def explain_checkpoint(
         ValueError: a softmax checkpoint, a dataset that does not match the checkpoint,
             or nothing readable to explain.
     """
+    from deepnc.data.normalise import to_pixels
     from deepnc.explain.explain import explain_batch
-    from deepnc.explain.render import plot_gallery, plot_prediction, to_pixels
+    from deepnc.explain.render import plot_gallery, plot_prediction
     from deepnc.explain.report import ReportItem, write_report
 
-    model, state = load_trained_model(path, device)
-    if state["dataset"].get("task", "classification") == "segmentation":
-        data = load_checkpoint_dataset(state, dataset=dataset)
+    model, checkpoint = load_trained_model(path, device)
+    if checkpoint.task == "segmentation":
+        data = load_checkpoint_dataset(checkpoint, dataset=dataset)
         inputs, skipped = load_images(list(images), data)
         return _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device)
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(state, dataset=dataset)
+    data = load_checkpoint_dataset(checkpoint, dataset=dataset)
     inputs, skipped = load_images(list(images), data)
     truths: list[int | None] = [None] * len(inputs)
     for index in range(min(test_samples, len(data.test))):
@@ -259,7 +239,7 @@ def explain_checkpoint(
     if not inputs:
         raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
     train = embed_dataset(model, data.train, device=device, progress=progress)
-    exemplars = training_exemplars(state, model, train, data)
+    exemplars = training_exemplars(checkpoint, model, train, data)
     occupancy = own_class_occupancy(head.subcentroids.detach().cpu(), train.features, train.labels)
     batch = torch.stack([image for _, image in inputs]).to(device)
     explanations = explain_batch(
@@ -293,16 +273,22 @@ def explain_checkpoint(
     )
     facts = {
         "checkpoint": str(resolve_checkpoint(path)),
-        "model": f"{state['config']['model']} with a DNC head",
+        "model": f"{checkpoint.config['model']} with a DNC head",
         "dataset": f"{data.name} ({len(data.train)} training images)",
         "sub-centroids": "snapped to training images"
-        if state.get("snapped")
+        if checkpoint.snapped
         else "means of features (exemplar: nearest training image)",
     }
     page = write_report(
-        out, items, training_image, data.class_names, title="deepnc explanations",
-        gallery_png=out / "gallery.png", skipped=skipped, facts=facts,
-    )  # fmt: skip
+        out,
+        items,
+        training_image,
+        data.class_names,
+        title="deepnc explanations",
+        gallery_png=out / "gallery.png",
+        skipped=skipped,
+        facts=facts,
+    )
     records = [
         {"name": name, "true": truth, **dataclasses.asdict(explanation)}
         for (name, _), explanation, truth in zip(inputs, explanations, truths, strict=True)

@@ -28,7 +28,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from deepnc.models.cifar_resnet import CifarResNet
 from deepnc.models.efficientnet_lite import TIMM_NAME, efficientnet_lite0
-from deepnc.models.registry import _MODELS, _adapt_stem
+from deepnc.models.registry import BUILT_IN_MODELS, adapt_stem
 
 __all__ = ["DenseBackbone", "create_dense_backbone", "list_dense_backbones"]
 
@@ -68,13 +68,13 @@ def create_dense_backbone(
         ValueError: an unknown name (the message lists the valid ones).
     """
     if name in ("resnet20", "resnet32", "resnet56"):
-        model = _MODELS[name](num_classes=1, in_chans=in_chans, pretrained=pretrained)
+        model = BUILT_IN_MODELS[name](num_classes=1, in_chans=in_chans, pretrained=pretrained)
         assert isinstance(model, CifarResNet)
         blocks = len(model.layers) // 3
         taps = {f"layers.{2 * blocks - 1}": "aux", f"layers.{3 * blocks - 1}": "out"}
         return _extract(model, taps, output_stride=4)
     if name == "cifar_resnet18":
-        model = _MODELS[name](num_classes=1, in_chans=in_chans, pretrained=pretrained)
+        model = BUILT_IN_MODELS[name](num_classes=1, in_chans=in_chans, pretrained=pretrained)
         return _extract(model, {"layer3": "aux", "layer4": "out"}, output_stride=8)
     if name in _TORCHVISION_RESNETS:
         weights = "DEFAULT" if pretrained else None  # downloads: needs the internet
@@ -82,13 +82,13 @@ def create_dense_backbone(
         _dilate(model.layer3, 2)
         _dilate(model.layer4, 4)
         if in_chans != 3:
-            _adapt_stem(model, in_chans)
+            adapt_stem(model, in_chans)
         return _extract(model, {"layer3": "aux", "layer4": "out"}, output_stride=8)
     if name in _MOBILENETS:
         weights = "DEFAULT" if pretrained else None
         model = torchvision.models.get_model(name, weights=weights, dilated=True)
         if in_chans != 3:
-            _adapt_stem(model, in_chans)
+            adapt_stem(model, in_chans)
         features = model.features
         stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)]
         stages.append(len(features) - 1)
@@ -107,9 +107,13 @@ def create_dense_backbone(
         )
         last = len(module.feature_info) - 1
         module = timm.create_model(
-            name[5:], features_only=True, output_stride=8, pretrained=pretrained,
-            in_chans=in_chans, out_indices=(last - 1, last),
-        )  # fmt: skip
+            name[5:],
+            features_only=True,
+            output_stride=8,
+            pretrained=pretrained,
+            in_chans=in_chans,
+            out_indices=(last - 1, last),
+        )
         return _timm_backbone(module, output_stride=8)
     raise ValueError(f"unknown segmentation backbone {name!r}; valid: {list_dense_backbones()}")
 

@@ -20,7 +20,6 @@ Greyscale inputs (``in_chans=1``) get a one-channel stem (pretrained filters sum
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ import torchvision
 from timm.models import adapt_input_conv
 from torch import nn
 
+from deepnc._validate import did_you_mean
 from deepnc.convert import convert
 from deepnc.models.cifar_resnet import resnet20, resnet32, resnet56
 from deepnc.models.efficientnet_lite import efficientnet_lite0
@@ -37,10 +37,18 @@ __all__ = ["HEADS", "create_model", "list_models"]
 
 HEADS = ("dnc", "linear")
 _TORCHVISION_SHORTCUTS = (
-    "resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small",
-    "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1", "convnext_tiny",
-    "regnet_y_400mf", "shufflenet_v2_x1_0",
-)  # fmt: skip
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "convnext_tiny",
+    "regnet_y_400mf",
+    "shufflenet_v2_x1_0",
+)
 
 
 def _cifar_resnet18(*, num_classes: int, in_chans: int, pretrained: bool) -> nn.Module:
@@ -61,7 +69,7 @@ def _small(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return build
 
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {
+BUILT_IN_MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": _small(resnet20),
     "resnet32": _small(resnet32),
     "resnet56": _small(resnet56),
@@ -72,7 +80,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model` (plus any ``tv:<name>`` and ``timm:<name>``)."""
-    return sorted([*_MODELS, *_TORCHVISION_SHORTCUTS, "tv:<name>", "timm:<name>"])
+    return sorted([*BUILT_IN_MODELS, *_TORCHVISION_SHORTCUTS, "tv:<name>", "timm:<name>"])
 
 
 def create_model(
@@ -110,8 +118,10 @@ def create_model(
 
 
 def _backbone(name: str, *, num_classes: int, in_chans: int, pretrained: bool) -> nn.Module:
-    if name in _MODELS:
-        return _MODELS[name](num_classes=num_classes, in_chans=in_chans, pretrained=pretrained)
+    if name in BUILT_IN_MODELS:
+        return BUILT_IN_MODELS[name](
+            num_classes=num_classes, in_chans=in_chans, pretrained=pretrained
+        )
     if name.startswith("timm:"):
         return timm.create_model(
             name[5:], pretrained=pretrained, num_classes=num_classes, in_chans=in_chans
@@ -126,22 +136,21 @@ def _backbone(name: str, *, num_classes: int, in_chans: int, pretrained: bool) -
         else:
             model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes)
         if in_chans != 3:
-            _adapt_stem(model, in_chans)
+            adapt_stem(model, in_chans)
         return model
-    close = difflib.get_close_matches(name, list(_MODELS) + list(_TORCHVISION_SHORTCUTS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, [*BUILT_IN_MODELS, *_TORCHVISION_SHORTCUTS])
     raise ValueError(f"unknown model {name!r}; valid names: {list_models()}.{hint}")
 
 
 def _reset_torchvision_classifier(model: nn.Module, num_classes: int) -> None:
-    from deepnc.convert import _set_submodule, find_classifier
+    from deepnc.convert import find_classifier, set_submodule
 
     layer_name, layer = find_classifier(model)
     if layer.out_features != num_classes:
-        _set_submodule(model, layer_name, nn.Linear(layer.in_features, num_classes))
+        set_submodule(model, layer_name, nn.Linear(layer.in_features, num_classes))
 
 
-def _adapt_stem(model: nn.Module, in_chans: int) -> None:
+def adapt_stem(model: nn.Module, in_chans: int) -> None:
     """Give the first 3-channel convolution ``in_chans`` inputs, summing its RGB filters."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and module.in_channels == 3:

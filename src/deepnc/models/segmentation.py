@@ -16,7 +16,6 @@ torch.Size([2, 11, 64, 64])
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,8 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
+from deepnc._validate import did_you_mean
 from deepnc.head import DNCHead
 from deepnc.models.dense_backbones import DenseBackbone, create_dense_backbone, list_dense_backbones
+from deepnc.models.registry import HEADS
 
 __all__ = [
     "DECODERS",
@@ -152,13 +153,12 @@ def create_segmentation_model(
     decoder_name, _, backbone_name = name.partition("_")
     known = backbone_name in list_dense_backbones() or backbone_name.startswith("timm:")
     if decoder_name not in DECODERS or not known:
-        close = difflib.get_close_matches(name, list_segmentation_models(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close and close[0] != name else ""
+        hint = did_you_mean(name, list_segmentation_models())
         raise ValueError(
             f"unknown segmentation model {name!r}: expected <decoder>_<backbone> with decoder "
             f"in {list(DECODERS)} and backbone in {list_dense_backbones()}.{hint}"
         )
-    if head not in ("dnc", "linear"):
+    if head not in HEADS:
         raise ValueError(f"head must be one of ['dnc', 'linear'], got {head!r}")
     if head == "linear" and head_options:
         raise ValueError(f"head_options {sorted(head_options)} apply to the dnc head only")

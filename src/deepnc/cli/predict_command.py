@@ -1,0 +1,90 @@
+"""``deepnc predict CHECKPOINT IMAGES...``: a label per image file, as CSV or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from contextlib import nullcontext
+from dataclasses import asdict
+
+from tqdm.auto import tqdm
+
+from deepnc.engine.predict import Prediction, Predictor
+from deepnc.engine.setup import select_device
+
+FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "predict",
+        help="label image files (or folders) with a checkpoint: CSV or JSON lines",
+        description=(
+            "Label image files and folders with a checkpoint (file or run folder): the "
+            "class, its score (cosine to the nearest sub-centroid for DNC, probability for "
+            "softmax), the top classes, acceptance under --reject-at, and for a snapped "
+            "checkpoint the training image of the deciding sub-centroid. A segmentation "
+            "checkpoint writes a class-index PNG per image (--masks). Unreadable files are "
+            "named on stderr and skipped."
+        ),
+    )
+    parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
+    parser.add_argument("images", nargs="+", help="image files and folders (searched)")
+    parser.add_argument("--top-k", type=int, default=3, help="classes listed per image")
+    parser.add_argument(
+        "--reject-at",
+        type=float,
+        metavar="FRACTION",
+        help="accept this fraction of known images (e.g. 0.95, calibrated on the checkpoint's "
+        "test split) and mark the rest rejected",
+    )
+    parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    parser.add_argument("--out", help="write here instead of stdout")
+    parser.add_argument("--masks", help="folder of the masks (segmentation; default masks/)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+
+
+def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    if rest:
+        raise ValueError(f"predict takes no config overrides, got {rest}")
+    predictor = Predictor(
+        arguments.checkpoint,
+        top_k=arguments.top_k,
+        reject_at=arguments.reject_at,
+        masks_dir=arguments.masks or "masks",
+        device=select_device(arguments.device),
+        batch_size=arguments.batch_size,
+    )
+    if predictor.threshold is not None:
+        print(f"rejecting scores below {predictor.threshold:.4f}", file=sys.stderr)
+    total = predictor.count(arguments.images)
+    opened = open(arguments.out, "w", newline="") if arguments.out else nullcontext(sys.stdout)
+    skipped = 0
+    with opened as stream, tqdm(total=total, unit="image", file=sys.stderr) as bar:
+        write = _writer(stream, arguments.format)
+        for item in predictor.predict(arguments.images):
+            bar.update(1)
+            if isinstance(item, str):
+                skipped += 1
+                tqdm.write(f"skipped {item}", file=sys.stderr)
+            else:
+                write(item)
+    print(f"{total - skipped} images labelled, {skipped} skipped", file=sys.stderr)
+    return 0
+
+
+def _writer(stream, kind: str):
+    if kind == "jsonl":
+        return lambda item: stream.write(json.dumps(asdict(item)) + "\n")
+    table = csv.DictWriter(stream, FIELDS)
+    table.writeheader()
+
+    def write(item: Prediction) -> None:
+        row = asdict(item)
+        row["top"] = ";".join(f"{name}:{score:.4f}" for name, score in item.top)
+        table.writerow(row)
+
+    return write

@@ -1,0 +1,134 @@
+"""What a run is made of, built from its config: the data, the model, the loaders, and
+the optimiser, scheduler and gradient scaler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from deepnc.config import TrainConfig
+from deepnc.data import DatasetSplits, load_dataset
+from deepnc.engine.optim import build_optimizer, build_scheduler
+from deepnc.engine.setup import Runtime
+from deepnc.models import create_model
+from deepnc.models.segmentation import create_segmentation_model
+from deepnc.targets import dnc_heads
+
+__all__ = ["build_data", "build_loaders", "build_model", "build_optimisation", "count_parameters"]
+
+
+def build_data(config: TrainConfig) -> DatasetSplits:
+    """The dataset of ``config``, with its subsets, validation split and augmentation.
+
+    Raises:
+        ValueError: the dataset's task is not the config's.
+    """
+    data = load_dataset(
+        config.dataset,
+        root=config.data_root,
+        download=config.download,
+        image_size=config.image_size,
+        augment=config.augment,
+        train_subset=config.train_subset,
+        test_subset=config.test_subset,
+        validation_size=config.validation_size,
+        seed=config.seed,
+        **config.dataset_options,
+    )
+    if data.task != config.task:
+        raise ValueError(
+            f"{config.dataset} is a {data.task} dataset but the task is {config.task}: "
+            f"pass --task {data.task}"
+        )
+    return data
+
+
+def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:
+    """The model of ``config`` for the dataset that ``data`` describes (``describe()``)."""
+    head_options = dict(config.head_options)
+    if config.head == "dnc":
+        head_options.setdefault("seed", config.seed)
+    builder = create_model  # config.validate() allows model_options for segmentation only
+    if config.task == "segmentation":
+        builder = create_segmentation_model
+        if config.head == "dnc" and data.get("ignore_index") is not None:
+            head_options.setdefault("ignore_index", data["ignore_index"])
+    return builder(
+        config.model,
+        num_classes=data["num_classes"],
+        head=config.head,
+        in_chans=data["in_channels"],
+        pretrained=config.pretrained,
+        head_options=head_options or None,
+        **config.model_options,
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable parameters, and the numbers held by DNC sub-centroids (buffers, not trained)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    subcentroids = sum(head.subcentroids.numel() for head in dnc_heads(model))
+    return {"trainable": trainable, "subcentroids": subcentroids}
+
+
+def build_loaders(
+    config: TrainConfig, data: DatasetSplits, runtime: Runtime
+) -> tuple[DataLoader, DataLoader]:
+    """``(train, scored)``: this process's shard of the training set (a seeded
+    ``DistributedSampler``, whole batches) and of the split the epochs are scored on."""
+    sampler = DistributedSampler(
+        data.train,
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=config.seed,
+    )
+    per_process = len(sampler)
+    if per_process < config.batch_size:
+        raise ValueError(
+            f"an epoch would have no step: {per_process} training images per process "
+            f"(of {len(data.train)}) but batch_size is {config.batch_size}"
+        )
+    common = {"num_workers": config.workers, "pin_memory": runtime.device.type == "cuda"}
+    train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
+    # Disjoint shards, no padding: every image is counted exactly once over all processes.
+    scored = _scored_split(config, data)
+    shard = Subset(scored, range(runtime.rank, len(scored), runtime.world_size))
+    test = DataLoader(shard, config.eval_batch_size, shuffle=False, **common)
+    return train, test
+
+
+def _scored_split(config: TrainConfig, data: DatasetSplits):
+    """The split that the epochs are scored on: ``test``, or ``val`` for tuning."""
+    if config.evaluate_on == "test":
+        return data.test
+    if data.val is None:
+        raise ValueError(f"evaluate_on: val, but {config.dataset} has no validation split")
+    return data.val
+
+
+def build_optimisation(
+    model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device
+):
+    """``(optimizer, scheduler, scaler)`` of ``config``; the scaler is ``None`` unless the
+    run trains in float16 on CUDA."""
+    optimizer = build_optimizer(
+        model,
+        config.optimizer,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        config.schedule,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )
+    fp16 = config.amp and device.type == "cuda" and config.amp_dtype in ("auto", "float16")
+    scaler = torch.amp.GradScaler("cuda") if fp16 else None
+    return optimizer, scheduler, scaler

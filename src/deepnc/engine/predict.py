@@ -1,0 +1,184 @@
+"""What ``deepnc predict`` computes: labels for image files from a checkpoint, with scores,
+the top classes, rejection of what the model does not know, and the training exemplar
+of the deciding sub-centroid; masks for a segmentation checkpoint.
+
+Files are read in batches (:func:`deepnc.data.image_files.image_batches`); one that
+cannot be decoded is named and skipped. Scores: the cosine to the nearest sub-centroid
+for a DNC model (``deepnc.openset``'s ``"similarity"``), the softmax probability for a
+softmax one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from deepnc.data.image_files import find_images, image_batches
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+from deepnc.models.outputs import main_and_aux
+from deepnc.openset import calibrate_threshold, confidence_scores
+from deepnc.targets import captured_inputs, dnc_heads
+
+__all__ = ["Prediction", "Predictor"]
+
+
+@dataclass
+class Prediction:
+    """One image's answer. Scores are cosines (DNC) or probabilities (softmax).
+
+    Attributes:
+        path: the file.
+        label, class_name, score: the predicted class and its score.
+        top: ``[(class name, score), ...]``, best first.
+        accepted: whether the score clears the rejection threshold (``None`` without one).
+        exemplar: the index, in the training split, of the image that the deciding
+            sub-centroid was snapped to (``None`` unless the checkpoint is snapped).
+        mask: where a segmentation model's mask was written (a class-index PNG).
+    """
+
+    path: str
+    label: int
+    class_name: str
+    score: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+    accepted: bool | None = None
+    exemplar: int | None = None
+    mask: str | None = None
+
+
+class Predictor:
+    """A checkpoint loaded once, ready to label image files.
+
+    Args:
+        checkpoint: a checkpoint file or run folder.
+        top_k: how many classes each prediction lists.
+        reject_at: keep this fraction of known images (the checkpoint's test split
+            scores set the threshold, ``deepnc.openset.calibrate_threshold``) and mark
+            the images below it as rejected; ``None``: no rejection.
+        masks_dir: where a segmentation checkpoint's masks go (required for those).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        top_k: int = 3,
+        reject_at: float | None = None,
+        masks_dir: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ):
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        self.model, self.checkpoint = load_trained_model(checkpoint, device)
+        self.device, self.batch_size = torch.device(device), batch_size
+        self.top_k = min(top_k, self.checkpoint.num_classes)
+        heads = dnc_heads(self.model)
+        self.head = heads[0] if len(heads) == 1 else None
+        self.segmentation = self.checkpoint.task == "segmentation"
+        if self.segmentation and masks_dir is None:
+            raise ValueError("a segmentation checkpoint writes masks: give masks_dir")
+        self.masks_dir = Path(masks_dir) if masks_dir is not None else None
+        self.threshold = None
+        if reject_at is not None:
+            if self.segmentation:
+                raise ValueError("rejection is for classification checkpoints")
+            self.threshold = calibrate_threshold(self._known_scores(), tpr=reject_at)
+
+    def predict(self, paths: Iterable[str | Path]) -> Iterator[Prediction | str]:
+        """A :class:`Prediction` per readable image (files and folders searched), in
+        order, and for each unreadable one the message that names it."""
+        facts = self.checkpoint.dataset
+        for files, images, skipped in image_batches(find_images(paths), facts, self.batch_size):
+            yield from skipped
+            if images is not None:
+                yield from self._batch(files, images)
+
+    def count(self, paths: Iterable[str | Path]) -> int:
+        return len(find_images(paths))
+
+    @torch.no_grad()
+    def _batch(self, files: list[Path], images: torch.Tensor) -> list[Prediction]:
+        if self.head is not None:
+            with captured_inputs(self.head) as inputs:
+                logits, _ = main_and_aux(self.model(images.to(self.device)))
+        else:
+            logits, _ = main_and_aux(self.model(images.to(self.device)))
+        logits = logits.float().cpu()
+        if self.segmentation:
+            return [self._mask(file, item) for file, item in zip(files, logits, strict=True)]
+        scores = self._scores(logits)
+        shown = logits * self.head.tau if self.head is not None else logits.softmax(dim=1)
+        top = shown.topk(self.top_k, dim=1)
+        exemplars = self._exemplars(inputs[-1], logits) if self._snapped() else None
+        names = self.checkpoint.class_names
+        return [
+            Prediction(
+                path=str(file),
+                label=int(top.indices[i, 0]),
+                class_name=names[int(top.indices[i, 0])],
+                score=float(scores[i]),
+                top=_named(names, top.indices[i], top.values[i]),
+                accepted=None if self.threshold is None else bool(scores[i] >= self.threshold),
+                exemplar=None if exemplars is None else int(exemplars[i]),
+            )
+            for i, file in enumerate(files)
+        ]
+
+    def _scores(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:
+            return confidence_scores(logits, "similarity", tau=self.head.tau)
+        return confidence_scores(logits, "max_softmax")
+
+    def _snapped(self) -> bool:
+        return self.head is not None and self.checkpoint.snapped
+
+    def _exemplars(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` training index of the snapped sub-centroid nearest each input."""
+        embedded = self.head.embed(features).cpu()  # (N, D)
+        classes = logits.argmax(dim=1)
+        subcentroids = self.head.subcentroids.detach().cpu()[classes]  # (N, K, D)
+        nearest = torch.einsum("nd,nkd->nk", embedded, subcentroids).argmax(dim=1)
+        indices = torch.tensor(self.checkpoint.exemplars["indices"])
+        return indices[classes, nearest]
+
+    def _mask(self, file: Path, logits: torch.Tensor) -> Prediction:
+        from PIL import Image
+
+        mask = logits.argmax(dim=0).to(torch.uint8)  # (H, W) class indices
+        self.masks_dir.mkdir(parents=True, exist_ok=True)
+        target = self.masks_dir / f"{file.stem}.png"
+        Image.fromarray(mask.numpy(), mode="L").save(target)
+        counts = torch.bincount(mask.flatten().long(), minlength=self.checkpoint.num_classes)
+        share = counts.double() / counts.sum()
+        order = share.argsort(descending=True)[: self.top_k]
+        names = self.checkpoint.class_names
+        return Prediction(
+            path=str(file),
+            label=int(order[0]),
+            class_name=names[int(order[0])],
+            score=float(share[order[0]]),
+            top=_named(names, order, share[order]),
+            mask=str(target),
+        )
+
+    @torch.no_grad()
+    def _known_scores(self) -> torch.Tensor:
+        """Scores of the checkpoint's test split: known images, for the threshold."""
+        data = load_checkpoint_dataset(self.checkpoint)
+        loader = DataLoader(data.test, self.batch_size, shuffle=False)
+        scores = []
+        for images, _ in loader:
+            logits, _ = main_and_aux(self.model(images.to(self.device)))
+            scores.append(self._scores(logits.float().cpu()))
+        return torch.cat(scores)
+
+
+def _named(
+    names: list[str], classes: torch.Tensor, scores: torch.Tensor
+) -> list[tuple[str, float]]:
+    return [(names[int(c)], float(v)) for c, v in zip(classes, scores, strict=True)]

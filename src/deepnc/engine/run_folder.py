@@ -1,0 +1,99 @@
+"""The files of a run folder other than the checkpoint: ``metrics.jsonl`` (one JSON row
+per epoch), ``curves.png`` (drawn from ``metrics.jsonl``) and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deepnc.config import TrainConfig
+from deepnc.data import DatasetSplits
+from deepnc.engine.build import count_parameters
+from deepnc.engine.evaluation import TEST_METRICS, primary_metric
+
+__all__ = ["CurvesHook", "append_metrics", "read_metrics", "run_summary", "write_metrics"]
+
+METRICS_NAME, CURVES_NAME, SUMMARY_NAME = "metrics.jsonl", "curves.png", "summary.json"
+
+
+def read_metrics(out: Path) -> list[dict]:
+    """The rows of ``out/metrics.jsonl`` (none if it does not exist)."""
+    path = Path(out) / METRICS_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_metrics(out: Path, rows: list[dict]) -> None:
+    (Path(out) / METRICS_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def append_metrics(out: Path, row: dict) -> None:
+    with open(Path(out) / METRICS_NAME, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+class CurvesHook:
+    """After each epoch, redraw ``curves.png`` from ``metrics.jsonl`` (the file, not the
+    loop's memory, so the picture always shows what was recorded)."""
+
+    def __init__(self, out: Path, config: TrainConfig, task: str):
+        self.out, self.task = Path(out), task
+        self.title = f"{config.model} / {config.head} on {config.dataset}"
+        self.scored = config.evaluate_on
+
+    def __call__(self) -> None:
+        from deepnc.engine.plots import plot_curves  # matplotlib, only where a run draws
+
+        train_key = "train_top1" if self.task == "classification" else "train_pixel_accuracy"
+        plot_curves(
+            read_metrics(self.out),
+            self.out / CURVES_NAME,
+            title=self.title,
+            train_key=train_key,
+            test_key=f"{self.scored}_{primary_metric(self.task)}",
+        )
+
+
+def run_summary(
+    config: TrainConfig,
+    data: DatasetSplits,
+    model: torch.nn.Module,
+    history: list[dict],
+    world_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """What ``summary.json`` holds: the last scores, the best, the time, the sizes."""
+    last = history[-1] if history else {}
+    scored = config.evaluate_on
+    primary = f"{scored}_{primary_metric(data.task)}"
+
+    def mean(key: str) -> float | None:
+        return statistics.mean(row[key] for row in history) if history else None
+
+    return {
+        "task": data.task,
+        "model": config.model,
+        "head": config.head,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "epochs": len(history),
+        "evaluated_on": scored,
+        **{f"{scored}_{name}": last.get(f"{scored}_{name}") for name in TEST_METRICS[data.task]},
+        f"best_{primary}": max(
+            (row[primary] for row in history if row.get(primary) is not None), default=None
+        ),
+        "seconds_per_epoch": mean("epoch_seconds"),
+        "step_seconds": mean("step_seconds"),
+        "parameters": count_parameters(model),
+        "train_size": len(data.train),
+        "test_size": len(data.test),
+        "val_size": len(data.val) if data.val is not None else None,
+        "world_size": world_size,
+        "device": str(device),
+        "config": config.to_dict(),
+    }

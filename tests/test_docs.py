@@ -1,0 +1,29 @@
+"""The map of the code (docs/layout.md) is what docs/make_layout.py makes of it: every
+module listed exists, and every module is listed."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_layout", ROOT / "docs/make_layout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_layout_is_generated_from_the_code():
+    generator = _generator()
+    assert generator.LAYOUT.read_text() == generator.layout(), (
+        "docs/layout.md is stale: run python docs/make_layout.py"
+    )
+
+
+def test_every_package_folder_is_mapped():
+    folders = {folder for folder, _ in _generator().PARTS}
+    packages = {
+        str(path.parent.relative_to(ROOT)) for path in (ROOT / "src/deepnc").rglob("__init__.py")
+    }
+    assert packages <= folders, f"add {sorted(packages - folders)} to PARTS"

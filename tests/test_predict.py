@@ -1,0 +1,127 @@
+"""deepnc predict: labels for image files agree with the model, unreadable files are named
+and skipped, rejection keeps the calibrated share of known images, snapped checkpoints
+name their exemplars, segmentation checkpoints write masks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepnc.cli import main
+from deepnc.config import load_config
+from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
+from deepnc.data.normalise import to_pixels
+from deepnc.engine import train
+from deepnc.engine.predict import Predictor
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+from deepnc.explain.workflow import snap_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A DNC ResNet-20 trained briefly on digits, and a folder of five of its test images
+    written as PNG files (plus one file that is not an image)."""
+    root = tmp_path_factory.mktemp("predict")
+    config = {"dataset": "digits", "epochs": 2, "batch_size": 64, "lr": 0.05}
+    train(load_config(None, {**config, "out_dir": str(root / "run"), "progress": False}))
+    _, checkpoint = load_trained_model(root / "run")
+    data = load_checkpoint_dataset(checkpoint)
+    folder = root / "images"
+    folder.mkdir()
+    for index in range(5):
+        image, _ = data.test[index]
+        Image.fromarray(to_pixels(image, data.mean, data.std)).save(folder / f"{index}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return root / "run", folder
+
+
+def test_predictions_agree_with_the_model_and_a_broken_file_is_skipped(run, tmp_path, capsys):
+    checkpoint, folder = run
+    out = tmp_path / "predictions.jsonl"
+    assert (
+        main(["predict", str(checkpoint), str(folder), "--format", "jsonl", "--out", str(out)]) == 0
+    )
+    assert "broken.png: cannot read image" in capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["path"].rsplit("/", 1)[1] for row in rows] == [f"{i}.png" for i in range(5)]
+    model, saved = load_trained_model(checkpoint)
+    data = load_checkpoint_dataset(saved)
+    images = torch.stack([data.test[i][0] for i in range(5)])
+    with torch.no_grad():
+        expected = model(images).argmax(dim=1).tolist()
+    assert [row["label"] for row in rows] == expected  # the PNG round trip is lossless here
+    for row in rows:
+        assert row["class_name"] == saved.class_names[row["label"]]
+        assert len(row["top"]) == 3 and row["top"][0][0] == row["class_name"]
+        assert -1 <= row["score"] <= 1 and row["accepted"] is None and row["exemplar"] is None
+
+
+def test_rejection_keeps_the_calibrated_share_of_known_images(run):
+    checkpoint, _ = run
+    predictor = Predictor(checkpoint, reject_at=0.9)
+    known = predictor._known_scores()
+    assert (known >= predictor.threshold).double().mean() >= 0.9
+
+
+def test_a_snapped_checkpoint_names_the_training_image_of_the_deciding_subcentroid(run, tmp_path):
+    checkpoint, folder = run
+    _, snapped = snap_checkpoint(checkpoint, tmp_path / "snapped.safetensors")
+    predictions = [p for p in Predictor(snapped).predict([folder]) if not isinstance(p, str)]
+    train_size = len(load_checkpoint_dataset(load_trained_model(snapped)[1]).train)
+    assert all(0 <= p.exemplar < train_size for p in predictions)
+
+
+def test_csv_is_the_default_output(run, capsys):
+    checkpoint, folder = run
+    assert main(["predict", str(checkpoint), str(folder / "0.png"), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("path,class_name,label,score") and len(lines) == 2
+    assert lines[1].count(":") == 2  # two top classes, name:score each
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs dataset-fashion-mnist")
+def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
+    config = {
+        "task": "segmentation",
+        "dataset": "fashion-scenes",
+        "image_size": 32,
+        "model": "fcn_resnet20",
+        "epochs": 1,
+        "batch_size": 16,
+        "progress": False,
+        "dataset_options": {"train_size": 32, "val_size": 8, "test_size": 8},
+        "out_dir": str(tmp_path / "run"),
+    }
+    train(load_config(None, config))
+    image = tmp_path / "scene.png"
+    Image.new("L", (40, 40), 128).save(image)
+    predictor = Predictor(tmp_path / "run", masks_dir=tmp_path / "masks")
+    (prediction,) = predictor.predict([image])
+    mask = Image.open(prediction.mask)
+    assert mask.size == (32, 32) and np.array(mask).max() < predictor.checkpoint.num_classes
+    assert prediction.class_name in predictor.checkpoint.class_names
+
+
+def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys):
+    checkpoint, folder = run
+    new = tmp_path / "new"
+    for name, indices in (("seven-ish", [0, 1]), ("eight-ish", [2, 3, 4])):
+        (new / name).mkdir(parents=True)
+        for index in indices:
+            (new / name / f"{index}.png").write_bytes((folder / f"{index}.png").read_bytes())
+    added = tmp_path / "added.safetensors"
+    before = (checkpoint / "checkpoint.safetensors").read_bytes()
+    assert main(["add-classes", str(checkpoint), str(new), "--out", str(added)]) == 0
+    assert (checkpoint / "checkpoint.safetensors").read_bytes() == before  # untouched
+    predictor = Predictor(added)
+    names = predictor.checkpoint.class_names
+    assert names[-2:] == ["eight-ish", "seven-ish"] and predictor.checkpoint.num_classes == 12
+    labels = {p.class_name for p in predictor.predict([new / "eight-ish"])}
+    assert labels == {"eight-ish"}  # its examples are nearest their own mean
+    removed = tmp_path / "removed.safetensors"
+    assert main(["remove-classes", str(added), "seven-ish", "--out", str(removed)]) == 0
+    assert Predictor(removed).checkpoint.class_names == names[:-1]
+    assert main(["add-classes", str(checkpoint), str(new), "--out", str(checkpoint)]) == 2
+    assert "is the checkpoint itself" in capsys.readouterr().err
