@@ -9,7 +9,10 @@ import deepnc
 SOURCE = Path(deepnc.__file__).parent
 # Lowest first. Within a layer imports are free; a layer never imports a higher one.
 LAYERS = (
-    ("foundation", "_version _extras _validate grouping counter_random distributed checkpoint"),
+    (
+        "foundation",
+        "_version _extras _validate grouping counter_random distributed checkpoint embedding_cache",
+    ),
     (
         "method",
         "sinkhorn reference seeding momentum subcentroid_update bank_diagnostics memory "

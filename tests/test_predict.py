@@ -125,3 +125,31 @@ def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys
     assert Predictor(removed).checkpoint.class_names == names[:-1]
     assert main(["add-classes", str(checkpoint), str(new), "--out", str(checkpoint)]) == 2
     assert "is the checkpoint itself" in capsys.readouterr().err
+
+
+def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(tmp_path):
+    run = tmp_path / "fitted"
+    overrides = ["--dataset", "digits", "--model", "resnet20", "--train_subset", "300"]
+    assert main(["fit", *overrides, "--out_dir", str(run), "--progress", "false"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 0 and summary["test_top1"] > 0.3  # k-means of random features
+    assert (run / "train_embeddings.safetensors").is_file()
+    _, checkpoint = load_trained_model(run)
+    assert checkpoint.training is None and checkpoint.extra["fitted"]["images"] == 300
+    report, _ = snap_checkpoint(run)  # reads the cached embeddings
+    assert report.embed_seconds < 1.0 and report.train_size == 300
+    assert main(["fit", *overrides, "--out_dir", str(run), "--progress", "false"]) == 2
+
+
+def test_the_embedding_cache_is_ignored_once_the_backbone_changes(tmp_path):
+    from deepnc import DNCHead
+    from deepnc.embedding_cache import load_embeddings, save_embeddings
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), DNCHead(4, 2, memory_size=0))
+    save_embeddings(tmp_path, torch.randn(5, 4), torch.arange(5) % 2, model)
+    assert load_embeddings(tmp_path, model) is not None
+    model[1].bank.subcentroids.add_(1.0)  # the sub-centroids do not embed: still valid
+    assert load_embeddings(tmp_path, model) is not None
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    assert load_embeddings(tmp_path, model) is None

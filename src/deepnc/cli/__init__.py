@@ -1,5 +1,5 @@
-"""The ``deepnc`` command: ``train``, ``eval``, ``compare``, ``snap``, ``explain``, ``predict``,
-``export``, ``configs``.
+"""The ``deepnc`` command: ``train``, ``fit``, ``eval``, ``compare``, ``snap``, ``explain``,
+``predict``, ``add-classes``, ``remove-classes``, ``export``, ``configs``.
 
 Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
 commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
@@ -21,6 +21,7 @@ try:
         eval_command,
         explain_command,
         export_command,
+        fit_command,
         predict_command,
         snap_command,
         train_command,
@@ -32,6 +33,7 @@ __all__ = ["main"]
 
 _COMMANDS = {
     "train": train_command,
+    "fit": fit_command,
     "eval": eval_command,
     "compare": compare_command,
     "snap": snap_command,

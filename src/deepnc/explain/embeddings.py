@@ -9,16 +9,18 @@ head's input with a forward hook, so it works for any model that holds a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from deepnc.embedding_cache import load_embeddings
 from deepnc.head import DNCHead
 from deepnc.targets import captured_inputs, single_dnc_head
 
-__all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head"]
+__all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head", "training_embeddings"]
 
 
 @dataclass
@@ -97,3 +99,24 @@ def embed_dataset(
     if not features:
         raise ValueError("cannot embed an empty dataset")
     return Embeddings(torch.cat(features), torch.cat(labels).long(), torch.cat(predictions))
+
+
+def training_embeddings(
+    model: nn.Module,
+    run: str | Path,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> Embeddings:
+    """The training split's :class:`Embeddings`: from the run folder's cache when it was
+    made with this model's weights (``deepnc fit`` writes one, see
+    :mod:`deepnc.embedding_cache`), else embedded now."""
+    cached = load_embeddings(run, model)
+    if cached is not None and len(cached[1]) == len(dataset):
+        features, labels = cached
+        subcentroids = find_dnc_head(model).subcentroids.detach().cpu()  # (C, K, D)
+        scores = torch.einsum("nd,ckd->nck", features, subcentroids).amax(dim=-1)
+        return Embeddings(features, labels, scores.argmax(dim=1))
+    return embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)

@@ -22,7 +22,7 @@ from deepnc.data import DatasetSplits
 from deepnc.data.image_files import find_images, read_image
 from deepnc.engine.loop import evaluate
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
-from deepnc.explain.embeddings import Embeddings, embed_dataset, find_dnc_head
+from deepnc.explain.embeddings import Embeddings, find_dnc_head, training_embeddings
 from deepnc.explain.snap import (
     SnapResult,
     apply_snap,
@@ -97,8 +97,8 @@ def snap_checkpoint(
     data = load_checkpoint_dataset(checkpoint)
     top1_before = _test_top1(model, data, device, batch_size)
     embed_start = time.perf_counter()
-    train = embed_dataset(
-        model, data.train, batch_size=batch_size, device=device, progress=progress
+    train = training_embeddings(
+        model, source.parent, data.train, batch_size=batch_size, device=device, progress=progress
     )
     embed_seconds = time.perf_counter() - embed_start
     top1_refit = None
@@ -238,7 +238,8 @@ def explain_checkpoint(
         truths.append(int(label))
     if not inputs:
         raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
-    train = embed_dataset(model, data.train, device=device, progress=progress)
+    run = resolve_checkpoint(path).parent
+    train = training_embeddings(model, run, data.train, device=device, progress=progress)
     exemplars = training_exemplars(checkpoint, model, train, data)
     occupancy = own_class_occupancy(head.subcentroids.detach().cpu(), train.features, train.labels)
     batch = torch.stack([image for _, image in inputs]).to(device)
