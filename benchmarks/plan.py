@@ -84,6 +84,7 @@ STEPS = (
     Step("openset", "openset"),
     Step("new_classes", "new_classes"),
     Step("sklearn_compare", "sklearn_compare", trains=False),
+    Step("fit_compare", "fit_compare"),
     Step("tuning_study", "tuning_study"),
 )
 

@@ -167,3 +167,51 @@ def estimator(results: Results, report_dir: Path, draw: bool, appendix=False) ->
     ]
     here = "; ".join(verdicts) + "."
     return lines + claim("no_claim", here)
+
+
+def fitted(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    data = results.get("fit_compare")
+    lines = opening(
+        "6d. A classifier with no training: `deepnc fit`", data, "fit_compare", results, appendix
+    )
+    if not data:
+        return lines
+    rows = [
+        [
+            row["setting"],
+            row["method"],
+            pm(row["top1_mean"], row["top1_std"]),
+            ", ".join(f"{v:.2f}" for v in row["top1"]),
+            f"{row['seconds']:.1f}",
+        ]
+        for row in data["rows"]
+    ]
+    lines += [
+        "Frozen EfficientNet-Lite0 (its shipped ImageNet weights, 32x32 inputs): `deepnc fit` "
+        "embeds the training images once and fits the DNC head by balanced k-means; the "
+        "linear probe and k-NN use the same embeddings; the fine-tuning rows (every weight "
+        "trained) are section 1's small-budget tables of the same settings. Seconds: the "
+        "embedding pass and the fit for `deepnc fit`; the fit alone for the probes, which "
+        "reuse its embeddings; the training (seconds per epoch x epochs) for fine-tuning.",
+        "",
+        *table(["setting", "method", "top-1 (%)", "per seed", "seconds"], rows),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    verdicts = []
+    for setting in dict.fromkeys(row["setting"] for row in data["rows"]):
+        by_method = {row["method"]: row for row in data["rows"] if row["setting"] == setting}
+        dnc = next(row for name, row in by_method.items() if name.startswith("DNC fit"))
+        probe = by_method.get("linear probe")
+        text = (
+            f"on {setting} `deepnc fit` reaches {dnc['top1_mean']:.1f}% in {dnc['seconds']:.0f} s"
+        )
+        if probe:
+            text += f" (linear probe {probe['top1_mean']:.1f}%"
+            tuned = [row for name, row in by_method.items() if name.startswith("fine-tuning")]
+            if tuned:
+                best = max(tuned, key=lambda row: row["top1_mean"])
+                text += f"; fine-tuning {best['top1_mean']:.1f}% in {best['seconds']:.0f} s"
+            text += ")"
+        verdicts.append(text)
+    return lines + claim("no_claim", "; ".join(verdicts) + ".")

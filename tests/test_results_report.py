@@ -35,6 +35,7 @@ SECTION_TITLES = (
     "6a. Rejecting unknown inputs",
     "6b. Adding classes",
     "6c. `DNCClassifier`",
+    "6d. A classifier with no training",
     "7. Tuning study",
 )
 
