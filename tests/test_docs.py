@@ -27,3 +27,19 @@ def test_every_package_folder_is_mapped():
         str(path.parent.relative_to(ROOT)) for path in (ROOT / "src/deepnc").rglob("__init__.py")
     }
     assert packages <= folders, f"add {sorted(packages - folders)} to PARTS"
+
+
+def test_no_document_links_a_file_outside_the_repository():
+    import re
+
+    for document in [
+        ROOT / "README.md",
+        ROOT / "RESULTS.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]:
+        for target in re.findall(r"\]\(([^)#]+)", document.read_text()):
+            if "://" in target:
+                continue
+            resolved = (document.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT), f"{document.name} links {target}"
+            assert resolved.exists(), f"{document.name} links {target}, which does not exist"

@@ -1,6 +1,6 @@
 """The sub-centroid bank: K unit vectors per class, estimated by clustering, never by gradient.
 
-This is step (b) of DNC training (``../shared/METHOD.md`` section 3): seed each
+This is the clustering half of DNC training (``docs/method.md``): seed each
 class's sub-centroids from its first real features (k-means++), then at every step
 assign that class's correctly classified features to its sub-centroids by balanced
 Sinkhorn clustering and move each sub-centroid towards the mean of its samples by
