@@ -1,12 +1,17 @@
-"""Every Python example of the README runs, as written."""
+"""Every Python example of the README and of the guide runs, as written."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "guide.md")
+EXAMPLES = [
+    example
+    for document in DOCUMENTS
+    for example in re.findall(r"```python\n(.*?)```", document.read_text(), flags=re.S)
+]
 
 
 def test_the_readme_has_examples():
@@ -15,4 +20,6 @@ def test_the_readme_has_examples():
 
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_readme_example_runs(index):
-    exec(compile(EXAMPLES[index], f"README.md example {index + 1}", "exec"), {})
+    exec(
+        compile(EXAMPLES[index], f"example {index + 1} of README.md and docs/guide.md", "exec"), {}
+    )
