@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: install
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs/make_layout.py
+	$(PY) -m ruff format --check src tests benchmarks docs/make_layout.py
 
 test: install lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
