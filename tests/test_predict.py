@@ -138,6 +138,9 @@ def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(
     assert checkpoint.training is None and checkpoint.extra["fitted"]["images"] == 300
     report, _ = snap_checkpoint(run)  # reads the cached embeddings
     assert report.embed_seconds < 1.0 and report.train_size == 300
+    explained = tmp_path / "report"
+    assert main(["explain", str(run), "--test-samples", "2", "--out", str(explained)]) == 0
+    assert (explained / "index.html").is_file()
     assert main(["fit", *overrides, "--out_dir", str(run), "--progress", "false"]) == 2
 
 
