@@ -75,10 +75,7 @@ def update_from_batch(
             include=keep,
         )
         return
-    was_initialised = bank.initialised.clone()
-    if not bank.all_seeded:  # seeding: a host step, skipped once all are seeded
-        bank.initialise(embedded, labels, include=keep)
-    seeded = was_initialised[labels]
+    seeded = bank.seed_new(embedded, labels, include=keep)[labels]
     head.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
     step_from_memory(bank, head.memory, class_slots(labels, correct & seeded, num_classes))
 

@@ -178,10 +178,7 @@ class SubCentroidBank(nn.Module):
             correct = torch.ones_like(labels, dtype=torch.bool)
         if include is not None:
             correct = correct & include
-        was_initialised = self.initialised.clone()
-        if not self._all_seeded:  # a host step; checked here so a compiled caller guards on it
-            self.initialise(features, labels, include=include)
-        usable = correct & was_initialised[labels]
+        usable = correct & self.seed_new(features, labels, include=include)[labels]
         if max_per_class is not None:
             keys = random_bits(self.num_updates, labels.numel(), seed=self.seed, salt=1)
             usable &= keep_per_class(
@@ -193,6 +190,18 @@ class SubCentroidBank(nn.Module):
         if scores is None:
             scores = self.own_class_scores(features, labels)
         self.step(features, labels, scores, include=usable)
+
+    def seed_new(
+        self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Seed the unseeded classes present (:meth:`initialise`) and return ``(C,)`` bool,
+        the classes seeded *before* this batch: the ones a step may move now (a class's
+        seeding samples do not also move it). Once every class is seeded this reads a
+        host-side flag only, so a compiled caller guards on it and makes no sync."""
+        seeded_before = self.initialised.clone()
+        if not self._all_seeded:
+            self.initialise(features, labels, include=include)
+        return seeded_before
 
     @torch.compiler.disable  # a host step: torch.compile runs it eagerly
     @torch.no_grad()
