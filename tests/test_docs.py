@@ -43,3 +43,15 @@ def test_no_document_links_a_file_outside_the_repository():
             resolved = (document.parent / target).resolve()
             assert resolved.is_relative_to(ROOT), f"{document.name} links {target}"
             assert resolved.exists(), f"{document.name} links {target}, which does not exist"
+
+
+def test_the_docs_site_builds_in_strict_mode(tmp_path):
+    """mkdocs with mkdocstrings: the guide, the method, the map and the API reference from
+    the docstrings; any warning (a broken link, a docstring it cannot read) fails."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "api" / "head" / "index.html").is_file()
