@@ -85,6 +85,7 @@ STEPS = (
     Step("new_classes", "new_classes"),
     Step("sklearn_compare", "sklearn_compare", trains=False),
     Step("fit_compare", "fit_compare"),
+    Step("predict_throughput", "predict_throughput"),
     Step("tuning_study", "tuning_study"),
 )
 

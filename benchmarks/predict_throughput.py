@@ -1,0 +1,92 @@
+"""``deepnc predict`` against ``deepnc eval`` on the same images: images per second.
+
+A Fashion-MNIST ResNet-20 DNC model (the small budget's recipe, seed 0; reused if any
+identical finished run lies under ``runs/``) labels N test images twice: ``eval``'s pass
+over the in-memory test tensors (``deepnc.engine.evaluation``), and ``predict`` over the
+same images written as PNG files (decoding included, what a user's folder costs), each
+timed as the median of 3 rounds after a warm-up.
+
+    python -m benchmarks.predict_throughput
+
+Writes ``benchmarks/results/full/predict_throughput.{json,md}`` (``--results``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Subset
+
+from benchmarks.common import ROOT, command_line, training_parser, write_results
+from deepnc.compare import run_once
+from deepnc.config import load_config
+from deepnc.data.normalise import to_pixels
+from deepnc.engine.evaluation import evaluate_split
+from deepnc.engine.predict import Predictor
+from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+
+ROUNDS = 3
+
+
+def median_seconds(step) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = training_parser(
+        __doc__.splitlines()[0], "bench_predict_throughput", "predict_throughput"
+    )
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    arguments, overrides = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = load_config("fashion-mnist_resnet20", [*overrides, "--progress", "false"])
+    run = Path(arguments.out) / "dnc-seed0"
+    run_once(dataclasses.replace(config, seed=0, out_dir=str(run)), [ROOT / "runs"])
+    model, checkpoint = load_trained_model(run)
+    data = load_checkpoint_dataset(checkpoint)
+    count = min(arguments.images, len(data.test))
+    images = Subset(data.test, range(count))
+    folder = Path(arguments.out) / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = to_pixels(images[index][0], data.mean, data.std)
+        Image.fromarray(pixels).save(folder / f"{index:05d}.png")
+    loader = DataLoader(images, arguments.batch_size, shuffle=False)
+    predictor = Predictor(run, batch_size=arguments.batch_size)
+    torch.set_grad_enabled(False)
+    eval_seconds = median_seconds(lambda: evaluate_split(model, loader, data, "cpu"))
+    predict_seconds = median_seconds(lambda: list(predictor.predict([folder])))
+    row = {
+        "images": count,
+        "eval_images_per_second": count / eval_seconds,
+        "predict_images_per_second": count / predict_seconds,
+        "predict_over_eval_seconds": predict_seconds / eval_seconds,
+    }
+    command = command_line("predict_throughput", argv)
+    table = (
+        f"`{command}`\n\n| images | eval (images/s) | predict from PNG files (images/s) "
+        "| predict / eval time |\n| --- | --- | --- | --- |\n"
+        f"| {count} | {row['eval_images_per_second']:.0f} | "
+        f"{row['predict_images_per_second']:.0f} | {row['predict_over_eval_seconds']:.3f} |\n"
+    )
+    write_results(arguments.results, {"command": command, "recipe": config.to_dict(), **row}, table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
