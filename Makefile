@@ -1,4 +1,4 @@
-# `make demo` (the README's first command: DNC against softmax on real data, ~5 minutes),
+# `make demo` (the README's first command: DNC against softmax on real data, ~8 minutes from a fresh clone),
 # `make test` (the suite, from a fresh clone), `make results` (RESULTS.md: every table on
 # 2 CPU cores in well under an hour, and an hour more for the tuning study's first run),
 # `make bench` (the full budget: the GPU recipes).

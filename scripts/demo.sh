@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: DNC against softmax on Fashion-MNIST (about 5 minutes on 2 CPU cores).
+# `make demo`: DNC against softmax on Fashion-MNIST (about 8 minutes on 2 CPU cores, install included).
 # Installs the Debian dataset package where apt-get is usable; otherwise falls back to
 # scikit-learn's digits, which always exist, and says so.
 set -euo pipefail
