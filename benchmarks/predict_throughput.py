@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
@@ -67,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         Image.fromarray(pixels).save(folder / f"{index:05d}.png")
     loader = DataLoader(images, arguments.batch_size, shuffle=False)
     predictor = Predictor(run, batch_size=arguments.batch_size)
-    torch.set_grad_enabled(False)
     eval_seconds = median_seconds(lambda: evaluate_split(model, loader, data, "cpu"))
     predict_seconds = median_seconds(lambda: list(predictor.predict([folder])))
     row = {
