@@ -13,10 +13,13 @@ from deepnc.cli import main
 from deepnc.config import load_config
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.data.normalise import to_pixels
+from deepnc.embedding_cache import load_embeddings
 from deepnc.engine import train
 from deepnc.engine.predict import Predictor
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+from deepnc.explain.embeddings import embed_dataset, find_dnc_head
 from deepnc.explain.workflow import snap_checkpoint
+from deepnc.openset import calibrate_threshold, confidence_scores
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +61,20 @@ def test_predictions_agree_with_the_model_and_a_broken_file_is_skipped(run, tmp_
         assert -1 <= row["score"] <= 1 and row["accepted"] is None and row["exemplar"] is None
 
 
-def test_rejection_keeps_the_calibrated_share_of_known_images(run):
-    checkpoint, _ = run
+def test_rejection_uses_the_threshold_of_the_test_split_and_marks_each_image(run):
+    checkpoint, folder = run
+    model, saved = load_trained_model(checkpoint)
+    data = load_checkpoint_dataset(saved)
+    with torch.no_grad():  # the known images' scores, computed here independently
+        logits = model(torch.stack([image for image, _ in data.test]))
+    known = confidence_scores(logits, "similarity", tau=find_dnc_head(model).tau)
     predictor = Predictor(checkpoint, reject_at=0.9)
-    known = predictor._known_scores()
+    assert predictor.threshold == pytest.approx(calibrate_threshold(known, tpr=0.9))
     assert (known >= predictor.threshold).double().mean() >= 0.9
+    predictions = [p for p in predictor.predict([folder]) if not isinstance(p, str)]
+    assert [p.accepted for p in predictions] == [
+        p.score >= predictor.threshold for p in predictions
+    ]
 
 
 def test_a_snapped_checkpoint_names_the_training_image_of_the_deciding_subcentroid(run, tmp_path):
@@ -127,17 +139,29 @@ def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys
     assert "is the checkpoint itself" in capsys.readouterr().err
 
 
-def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(tmp_path):
+def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(
+    tmp_path, monkeypatch
+):
     run = tmp_path / "fitted"
     overrides = ["--dataset", "digits", "--model", "resnet20", "--train_subset", "300"]
     assert main(["fit", *overrides, "--out_dir", str(run), "--progress", "false"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 0 and summary["test_top1"] > 0.3  # k-means of random features
     assert (run / "train_embeddings.safetensors").is_file()
-    _, checkpoint = load_trained_model(run)
+    model, checkpoint = load_trained_model(run)
     assert checkpoint.training is None and checkpoint.extra["fitted"]["images"] == 300
+    data = load_checkpoint_dataset(checkpoint)
+    fresh = embed_dataset(model, data.train)  # the cache holds exactly these embeddings
+    cached = load_embeddings(run, model)
+    torch.testing.assert_close(cached[0], fresh.features)
+    assert torch.equal(cached[1], fresh.labels)
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("the training set was embedded again")
+
+    monkeypatch.setattr("deepnc.explain.embeddings.embed_dataset", no_embedding)
     report, _ = snap_checkpoint(run)  # reads the cached embeddings
-    assert report.embed_seconds < 1.0 and report.train_size == 300
+    assert report.train_size == 300
     explained = tmp_path / "report"
     assert main(["explain", str(run), "--test-samples", "2", "--out", str(explained)]) == 0
     assert (explained / "index.html").is_file()
@@ -146,7 +170,7 @@ def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(
 
 def test_the_embedding_cache_is_ignored_once_the_backbone_changes(tmp_path):
     from deepnc import DNCHead
-    from deepnc.embedding_cache import load_embeddings, save_embeddings
+    from deepnc.embedding_cache import save_embeddings
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), DNCHead(4, 2, memory_size=0))
     save_embeddings(tmp_path, torch.randn(5, 4), torch.arange(5) % 2, model)

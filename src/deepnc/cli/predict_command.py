@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
+from deepnc.data.image_files import find_images
 from deepnc.engine.predict import Prediction, Predictor
 from deepnc.engine.setup import select_device
 
@@ -60,12 +61,13 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     )
     if predictor.threshold is not None:
         print(f"rejecting scores below {predictor.threshold:.4f}", file=sys.stderr)
-    total = predictor.count(arguments.images)
+    files = find_images(arguments.images)  # listed once: for the bar and the predictions
+    total = len(files)
     opened = open(arguments.out, "w", newline="") if arguments.out else nullcontext(sys.stdout)
     skipped = 0
     with opened as stream, tqdm(total=total, unit="image", file=sys.stderr) as bar:
         write = _writer(stream, arguments.format)
-        for item in predictor.predict(arguments.images):
+        for item in predictor.predict(files):
             bar.update(1)
             if isinstance(item, str):
                 skipped += 1

@@ -14,8 +14,8 @@ import torch
 from deepnc.checkpoint import Checkpoint, resolve_checkpoint
 from deepnc.data.image_files import find_images, image_batches
 from deepnc.engine.restore import load_trained_model
-from deepnc.incremental import add_classes, remove_classes
-from deepnc.targets import captured_inputs, single_dnc_head
+from deepnc.incremental import add_classes, head_inputs, remove_classes
+from deepnc.targets import single_dnc_head
 
 __all__ = ["add_classes_from_folders", "remove_named_classes"]
 
@@ -53,16 +53,16 @@ def add_classes_from_folders(
         raise ValueError(f"{folder} holds no class folder (one subfolder of images per class)")
     features, labels, skipped = [], [], []
     for label, class_dir in enumerate(classes):
+        batches = []
         for _, images, missed in image_batches(find_images([class_dir]), saved.dataset, batch_size):
             skipped += missed
-            if images is None:
-                continue
-            with captured_inputs(head) as inputs:
-                model(images.to(device))
-            features.append(inputs[-1].float().cpu())
-            labels.append(torch.full((len(images),), label))
-        if not labels or int(labels[-1][0]) != label:
+            if images is not None:
+                batches.append((images, torch.full((len(images),), label)))
+        if not batches:
             raise ValueError(f"{class_dir} holds no readable image for its class")
+        inputs, targets = head_inputs(model, batches, device)
+        features.append(inputs)
+        labels.append(targets)
     names = [p.name for p in classes]
     add_classes(
         head,

@@ -11,6 +11,7 @@ softmax one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,23 +91,19 @@ class Predictor:
             self.threshold = calibrate_threshold(self._known_scores(), tpr=reject_at)
 
     def predict(self, paths: Iterable[str | Path]) -> Iterator[Prediction | str]:
-        """A :class:`Prediction` per readable image (files and folders searched), in
-        order, and for each unreadable one the message that names it."""
-        facts = self.checkpoint.dataset
-        for files, images, skipped in image_batches(find_images(paths), facts, self.batch_size):
+        """A :class:`Prediction` per readable image, in order, and for each unreadable one
+        the message that names it. ``paths``: image files, and folders searched
+        (:func:`~deepnc.data.image_files.find_images`; pass its result to list them once)."""
+        files = find_images(paths)
+        for read, images, skipped in image_batches(files, self.checkpoint.dataset, self.batch_size):
             yield from skipped
             if images is not None:
-                yield from self._batch(files, images)
-
-    def count(self, paths: Iterable[str | Path]) -> int:
-        return len(find_images(paths))
+                yield from self._batch(read, images)
 
     @torch.no_grad()
     def _batch(self, files: list[Path], images: torch.Tensor) -> list[Prediction]:
-        if self.head is not None:
-            with captured_inputs(self.head) as inputs:
-                logits, _ = main_and_aux(self.model(images.to(self.device)))
-        else:
+        capture = captured_inputs(self.head) if self._snapped() else nullcontext([])
+        with capture as inputs:  # the head's inputs, for the exemplars of snapped models
             logits, _ = main_and_aux(self.model(images.to(self.device)))
         logits = logits.float().cpu()
         if self.segmentation:
