@@ -15,9 +15,9 @@ LAYERS = (
     ),
     (
         "method",
-        "sinkhorn reference seeding momentum subcentroid_update bank_diagnostics memory "
-        "subcentroids head head_checks head_update targets convert warm_start incremental openset "
-        "sklearn export __init__",
+        "sinkhorn reference seeding bank_seeding momentum subcentroid_update bank_diagnostics "
+        "memory subcentroids head head_checks head_update targets convert warm_start incremental "
+        "openset sklearn export __init__",
     ),
     ("data", "data"),
     ("models", "models"),

@@ -21,7 +21,7 @@ from deepnc._validate import (
     check_target_values,
     check_targets,
 )
-from deepnc.head_checks import report_nonfinite, usable_rows
+from deepnc.head_checks import CHECKED_UPDATES, VALIDATE_MODES, InputChecks, usable_rows
 from deepnc.head_update import update_from_batch
 from deepnc.memory import ClassMemory
 from deepnc.subcentroids import (
@@ -34,12 +34,10 @@ from deepnc.subcentroids import (
 
 __all__ = ["CHECKED_UPDATES", "VALIDATE_MODES", "DNCHead"]
 
-VALIDATE_MODES = ("first", "always", "deferred")
 # The head's own defaults (the paper's K and tau; a memory of 64 samples per class).
 DEFAULT_NUM_SUBCENTROIDS = 4
 DEFAULT_TAU = 0.1
 DEFAULT_MEMORY_SIZE = 64
-CHECKED_UPDATES = 10  # updates whose inputs validate="first" checks at once (eager mode)
 
 
 class DNCHead(nn.Module):
@@ -70,18 +68,12 @@ class DNCHead(nn.Module):
             method's embedding normalisation; its parameters belong to the embedding).
         nonfinite: what to do with NaN/Inf features during an update: ``"skip"`` them
             with a warning, or ``"raise"`` a ValueError. They never reach the bank.
-        validate: when the values of the inputs of an update are checked (types and
-            shapes always are, at no cost). Targets outside ``[0, C)`` that are not
-            ``ignore_index``, and NaN/Inf features, are always left out of the update
-            on the device, so they never reach a sub-centroid; reporting them needs the
-            host to read the device (a sync), hence the choice:
-            ``"first"`` (default): at once on the first ``CHECKED_UPDATES`` (10)
-            updates of this head in eager mode, where a wrong label space or a broken
-            input pipeline shows up; after that, and inside ``torch.compile``, counted
-            on the device and reported by :meth:`check_inputs` (the trainer calls it
-            at every epoch's end). ``"always"``: at once on every update (one sync per
-            step; it breaks a compiled graph). ``"deferred"``: only by
-            :meth:`check_inputs`.
+        validate: when the values of update inputs are checked (types and shapes
+            always are): ``"first"`` (default) at once on the first 10 eager updates,
+            then counted on the device and reported by :meth:`check_inputs`;
+            ``"always"`` at once (a sync per step); ``"deferred"`` only by
+            :meth:`check_inputs`. Bad targets and NaN/Inf features never reach a
+            sub-centroid either way (:class:`~deepnc.head_checks.InputChecks`).
         seed: seeds the random draws of seeding and subsampling.
 
     Example:
@@ -93,10 +85,6 @@ class DNCHead(nn.Module):
         >>> head(torch.randn(2, 8, 5, 5)).shape  # feature maps work too
         torch.Size([2, 3, 5, 5])
     """
-
-    bad_targets: torch.Tensor
-    bad_target_value: torch.Tensor
-    nonfinite_samples: torch.Tensor
 
     def __init__(
         self,
@@ -141,12 +129,7 @@ class DNCHead(nn.Module):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = ignore_index
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
-        self.validate = check_choice("validate", validate, VALIDATE_MODES)
-        self._checked_updates = 0  # host-side: updates checked at once so far
-        # What updates left out since the last check_inputs(): counted on the device.
-        # Not persistent: a checkpoint carries the model, not pending complaints.
-        for name in ("bad_targets", "bad_target_value", "nonfinite_samples"):
-            self.register_buffer(name, torch.zeros((), dtype=torch.long), persistent=False)
+        self.input_checks = InputChecks(validate)
         self._bank_options = dict(
             momentum=momentum,
             momentum_warmup=momentum_warmup,
@@ -166,11 +149,13 @@ class DNCHead(nn.Module):
         self.bank = SubCentroidBank(
             num_classes, num_subcentroids, self.in_features, **self._bank_options
         )
-        self.memory = (
-            ClassMemory(num_classes, self.in_features, self.memory_size)
-            if self.memory_size
-            else None
-        )
+        size = self.memory_size
+        self.memory = ClassMemory(num_classes, self.in_features, size) if size else None
+
+    @property
+    def validate(self) -> str:
+        """When input values are checked: ``"first"``, ``"always"`` or ``"deferred"``."""
+        return self.input_checks.validate
 
     @property
     def num_classes(self) -> int:
@@ -215,7 +200,7 @@ class DNCHead(nn.Module):
         update = self.training and targets is not None
         if update:
             check_targets(targets, features)
-            checked = self._check_at_once(targets)
+            checked = self.input_checks.check_now(targets, self.num_classes, self.ignore_index)
         embedded, similarities = self._similarities(features)
         class_scores = similarities.amax(dim=-1)  # (..., C)
         logits = class_scores / self.tau
@@ -239,7 +224,7 @@ class DNCHead(nn.Module):
         """
         check_features(features, self.in_features)
         check_targets(targets, features)
-        checked = self._check_at_once(targets)
+        checked = self.input_checks.check_now(targets, self.num_classes, self.ignore_index)
         embedded, similarities = self._similarities(features)
         flat = self.flatten_targets(targets, features)
         self._apply_update(embedded, similarities, similarities.amax(dim=-1), flat, checked=checked)
@@ -257,12 +242,8 @@ class DNCHead(nn.Module):
         Returns:
             ``(C,)`` bool, the classes this call seeded.
         """
-        check_features(features, self.in_features)
-        check_targets(targets, features)
         check_target_values(targets, self.num_classes, self.ignore_index)
-        labels = self.flatten_targets(targets, features)
-        embedded = self.embed(features).reshape(-1, self.in_features)
-        keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
+        embedded, labels, keep = self._usable_embedding(features, targets)
         return self.bank.initialise(embedded, labels.masked_fill(~keep, 0), include=keep)
 
     @torch.no_grad()
@@ -280,11 +261,7 @@ class DNCHead(nn.Module):
             targets: ``(M,)`` (or ``(B, H', W')``) int64 class indices.
             iterations: balanced assignment rounds after seeding (>= 0).
         """
-        check_features(features, self.in_features)
-        check_targets(targets, features)
-        labels = self.flatten_targets(targets, features)
-        embedded = self.embed(features).reshape(-1, self.in_features)
-        keep = self._usable(embedded, labels, torch.isfinite(embedded).all(dim=1))
+        embedded, labels, keep = self._usable_embedding(features, targets)
         embedded, labels = embedded[keep], labels[keep]
         self.bank.fit(embedded, labels, iterations=iterations)
         if self.memory is not None and features.dim() == 2:
@@ -302,31 +279,7 @@ class DNCHead(nn.Module):
         Warns:
             UserWarning: NaN/Inf features were skipped (``nonfinite="skip"``).
         """
-        bad, example, nonfinite = torch.stack(
-            [self.bad_targets, self.bad_target_value, self.nonfinite_samples]
-        ).tolist()
-        self.bad_targets.zero_()
-        self.nonfinite_samples.zero_()
-        since = " since the last check"
-        if bad:
-            raise ValueError(
-                f"targets must be class indices in [0, {self.num_classes}) or ignore_index = "
-                f"{self.ignore_index}: {bad} target(s) were not (for example {example}) and "
-                f"were left out of the sub-centroid updates{since}"
-            )
-        report_nonfinite(nonfinite, self.nonfinite, f"the sub-centroid updates{since}")
-
-    def _check_at_once(self, targets: torch.Tensor) -> bool:
-        """Check the target values now if ``validate`` says so; whether the update should
-        also check its features at once (a host-side decision, never traced)."""
-        if torch.compiler.is_compiling() or self.validate == "deferred":
-            return False
-        if self.validate == "first":
-            if self._checked_updates >= CHECKED_UPDATES:
-                return False
-            self._checked_updates += 1
-        check_target_values(targets, self.num_classes, self.ignore_index)
-        return True
+        self.input_checks.report(self.num_classes, self.ignore_index, self.nonfinite)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised embedding: LayerNorm then L2, fp32, ``(N, D)`` or ``(B, H, W, D)``."""
@@ -357,9 +310,8 @@ class DNCHead(nn.Module):
 
     def _apply_update(self, *args, **kwargs) -> None:
         """The update (:func:`~deepnc.head_update.update_from_batch`), eagerly while some
-        class is unseeded. The flag is read here, in the caller's frame, so that
-        torch.compile guards on it there: once every class is seeded the whole forward
-        recompiles once, as one graph."""
+        class is unseeded. torch.compile guards on the flag read here: once every class
+        is seeded the whole forward recompiles once, as one graph."""
         if self.bank.all_seeded:
             update_from_batch(self, *args, **kwargs)
         else:
@@ -367,8 +319,7 @@ class DNCHead(nn.Module):
 
     @torch.compiler.disable
     def _update_while_seeding(self, *args, **kwargs) -> None:
-        """The update while some class is unseeded: seeding is a host step (k-means++ on
-        a data-dependent set of samples), so torch.compile runs it eagerly."""
+        """The update while some class is unseeded: seeding (k-means++) is a host step."""
         update_from_batch(self, *args, **kwargs)
 
     @staticmethod
@@ -378,10 +329,17 @@ class DNCHead(nn.Module):
         ``class_scores`` ``(M, C)`` is the best cosine of each class."""
         return class_scores.argmax(dim=-1) == labels
 
-    def _usable(
-        self, embedded: torch.Tensor, labels: torch.Tensor, finite: torch.Tensor
-    ) -> torch.Tensor:
-        return usable_rows(embedded, labels, finite, self.num_classes, self.ignore_index)
+    def _usable_embedding(
+        self, features: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Checked inputs as ``(embedded (M, D), labels (M,), usable (M,) bool)``."""
+        check_features(features, self.in_features)
+        check_targets(targets, features)
+        labels = self.flatten_targets(targets, features)
+        embedded = self.embed(features).reshape(-1, self.in_features)
+        finite = torch.isfinite(embedded).all(dim=1)
+        keep = usable_rows(embedded, labels, finite, self.num_classes, self.ignore_index)
+        return embedded, labels, keep
 
     def extra_repr(self) -> str:
         return (

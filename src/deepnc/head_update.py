@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from deepnc import distributed
-from deepnc._validate import out_of_range
 from deepnc.grouping import ClassSlots, class_slots
 from deepnc.head_checks import nonfinite_rows, report_nonfinite, usable_rows
 
@@ -58,7 +57,7 @@ def update_from_batch(
     )
     keep = usable_rows(embedded, labels, finite, num_classes, ignore_index)
     if not checked:
-        _count_left_out(head, labels, finite)
+        head.input_checks.count_left_out(labels, finite, num_classes, ignore_index)
     labels = labels.masked_fill(~keep, 0)
     correct &= keep
     own = torch.where(keep.unsqueeze(1), own, 0.0)
@@ -78,15 +77,6 @@ def update_from_batch(
     seeded = bank.seed_new(embedded, labels, include=keep)[labels]
     head.memory.push(embedded, labels, include=keep & (correct | ~seeded))  # seeds' too
     step_from_memory(bank, head.memory, class_slots(labels, correct & seeded, num_classes))
-
-
-def _count_left_out(head, labels: torch.Tensor, finite: torch.Tensor) -> None:
-    """Count, on the device, what ``head.check_inputs()`` will report."""
-    bad = out_of_range(labels, head.num_classes, head.ignore_index)
-    head.bad_targets += bad.sum()
-    example = torch.where(bad, labels, torch.iinfo(torch.long).min).amax()
-    head.bad_target_value.copy_(torch.where(bad.any(), example, head.bad_target_value))
-    head.nonfinite_samples += nonfinite_rows(finite, labels, head.ignore_index).sum()
 
 
 @torch.no_grad()

@@ -4,7 +4,8 @@ This is the clustering half of DNC training (``docs/method.md``): seed each
 class's sub-centroids from its first real features (k-means++), then at every step
 assign that class's correctly classified features to its sub-centroids by balanced
 Sinkhorn clustering and move each sub-centroid towards the mean of its samples by
-momentum. Every class is handled at once, with no Python loop over classes.
+momentum. Every class is handled at once, with no Python loop over classes. The seeding
+(host-side steps) lives in :mod:`deepnc.bank_seeding`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 from deepnc import distributed
 from deepnc._validate import check_choice, check_positive_float, check_positive_int, check_range
 from deepnc.bank_diagnostics import BankDiagnostics, bank_diagnostics
+from deepnc.bank_seeding import BankSeeding
 from deepnc.counter_random import random_bits
 from deepnc.grouping import (
     ClassSlots,
@@ -25,7 +27,6 @@ from deepnc.grouping import (
     keep_per_class,
 )
 from deepnc.momentum import DEFAULT_MOMENTUM, warmup_momentum
-from deepnc.seeding import seed_classes
 from deepnc.subcentroid_update import assign, cell_sums, reseed_dead
 
 __all__ = [
@@ -44,10 +45,9 @@ ASSIGNMENTS = ("sinkhorn", "nearest", "random")
 DEFAULT_SINKHORN_EPS = 0.05
 DEFAULT_SINKHORN_ITERATIONS = 3
 DEFAULT_DEAD_AFTER = 20  # updates without a sample before a sub-centroid is re-seeded
-INIT_SAMPLES_PER_CLASS = 256  # k-means++ seeding looks at no more than this many per class
 
 
-class SubCentroidBank(nn.Module):
+class SubCentroidBank(BankSeeding, nn.Module):
     """K sub-centroids per class, held as fp32 buffers of unit rows.
 
     Args:
@@ -137,12 +137,6 @@ class SubCentroidBank(nn.Module):
             "momentum", value, 0.0, 1.0, low_open=False, high_open=True
         )
 
-    @property
-    def all_seeded(self) -> bool:
-        """Whether every class has been seeded (a host-side flag, so reading it never
-        syncs; once True, :meth:`initialise` costs nothing and steps stay on the device)."""
-        return self._all_seeded
-
     @torch.no_grad()
     def update(
         self,
@@ -190,87 +184,6 @@ class SubCentroidBank(nn.Module):
         if scores is None:
             scores = self.own_class_scores(features, labels)
         self.step(features, labels, scores, include=usable)
-
-    def seed_new(
-        self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Seed the unseeded classes present (:meth:`initialise`) and return ``(C,)`` bool,
-        the classes seeded *before* this batch: the ones a step may move now (a class's
-        seeding samples do not also move it). Once every class is seeded this reads a
-        host-side flag only, so a compiled caller guards on it and makes no sync."""
-        seeded_before = self.initialised.clone()
-        if not self._all_seeded:
-            self.initialise(features, labels, include=include)
-        return seeded_before
-
-    @torch.compiler.disable  # a host step: torch.compile runs it eagerly
-    @torch.no_grad()
-    def initialise(
-        self, features: torch.Tensor, labels: torch.Tensor, include: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Seed the unseeded classes present in a batch by k-means++ on their samples.
-
-        A host-side step (it reads which classes are new back to the host); once every
-        class is seeded it returns at once without touching the device.
-
-        Args:
-            features: ``(M, D)`` unit-norm features.
-            labels: ``(M,)`` int64 classes in ``[0, C)``.
-            include: ``(M,)`` bool, the samples that may seed (default all).
-
-        Returns:
-            ``(C,)`` bool, the classes seeded by this call.
-        """
-        if self._all_seeded:
-            return torch.zeros_like(self.initialised)
-        present = class_counts(labels, self.num_classes, include) > 0
-        new = present & ~self.initialised
-        if not bool(new.any()):
-            self._all_seeded = bool(self.initialised.all())
-            return new
-        keep = new[labels] if include is None else new[labels] & include
-        classes, rows = seed_classes(
-            features[keep],
-            labels[keep],
-            self.num_classes,
-            self.num_subcentroids,
-            max_per_class=INIT_SAMPLES_PER_CLASS,
-            generators=(self._generator(salt=2), self._generator(salt=3)),
-        )
-        self._write_rows(classes, rows)
-        self.initialised[classes] = True
-        self.steps_since_used[classes] = 0
-        self._all_seeded = bool(self.initialised.all())
-        return new
-
-    @torch.no_grad()
-    def fit(self, features: torch.Tensor, labels: torch.Tensor, iterations: int = 10) -> None:
-        """Balanced k-means of every class present, from scratch: the warm start.
-
-        Each class in ``labels`` is seeded by k-means++ on its samples, then
-        ``iterations`` rounds assign its samples to its sub-centroids by balanced
-        Sinkhorn and move every sub-centroid onto the mean of its samples (momentum 0).
-        Classes absent from ``labels`` keep their sub-centroids. The rounds count
-        neither as momentum updates (``class_updates``) nor in :meth:`diagnostics`.
-        A host-side step (seeding syncs): run it before training.
-
-        Args:
-            features: ``(M, D)`` unit-norm finite features.
-            labels: ``(M,)`` int64 classes in ``[0, C)``.
-            iterations: balanced assignment rounds (>= 0).
-        """
-        check_positive_int("iterations", iterations, minimum=0)
-        present = class_counts(labels, self.num_classes) > 0
-        self.initialised &= ~present  # re-seed the classes present
-        self._all_seeded = False
-        class_updates = self.class_updates.clone()
-        self.initialise(features, labels)
-        for _ in range(iterations):
-            scores = self.own_class_scores(features, labels)
-            self.step(features, labels, scores, momentum=0.0)
-        self.class_updates.copy_(class_updates)
-        self.steps_since_used[present] = 0
-        self.reset_statistics()
 
     @torch.no_grad()
     def step(
@@ -400,10 +313,6 @@ class SubCentroidBank(nn.Module):
             state_dict[key] = count.expand_as(self.class_updates).clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def mark_seeded(self) -> None:
-        """Refresh :attr:`all_seeded` after ``initialised`` was written directly (one sync)."""
-        self._all_seeded = bool(self.initialised.all())
-
     def _momentum(self, classes: torch.Tensor) -> torch.Tensor | float:
         """mu for the classes about to move: ``(C', 1, 1)``, or a float without warm-up."""
         if not self.momentum_warmup:
@@ -418,13 +327,6 @@ class SubCentroidBank(nn.Module):
         into that one (in place, backward would fail, under ``torch.compile`` too).
         """
         self.subcentroids = self.subcentroids.index_put((classes,), rows)
-
-    def _generator(self, salt: int) -> torch.Generator:
-        """A CPU generator that every process builds identically, for seeding (a host
-        step: it reads the update count back to the host)."""
-        generator = torch.Generator()
-        generator.manual_seed((self.seed * 1_000_003 + int(self.num_updates)) * 8 + salt)
-        return generator
 
     def _synchronise(self) -> None:
         """Make every process hold process 0's sub-centroids.
