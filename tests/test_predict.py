@@ -11,6 +11,7 @@ from PIL import Image
 
 from deepnc.cli import main
 from deepnc.config import load_config
+from deepnc.data.image_files import read_image
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.data.normalise import to_pixels
 from deepnc.embedding_cache import load_embeddings
@@ -107,13 +108,19 @@ def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
         "out_dir": str(tmp_path / "run"),
     }
     train(load_config(None, config))
-    image = tmp_path / "scene.png"
-    Image.new("L", (40, 40), 128).save(image)
+    wide, square = tmp_path / "wide.png", tmp_path / "square.png"
+    Image.new("L", (48, 40), 128).save(wide)  # the model sees 32x32; the mask is 48x40
+    Image.new("L", (32, 32), 128).save(square)
     predictor = Predictor(tmp_path / "run", masks_dir=tmp_path / "masks")
-    (prediction,) = predictor.predict([image])
-    mask = Image.open(prediction.mask)
-    assert mask.size == (32, 32) and np.array(mask).max() < predictor.checkpoint.num_classes
-    assert prediction.class_name in predictor.checkpoint.class_names
+    first, second = predictor.predict([wide, square])
+    mask = Image.open(first.mask)
+    assert mask.size == (48, 40) and np.array(mask).max() < predictor.checkpoint.num_classes
+    assert first.class_name in predictor.checkpoint.class_names
+    # At the model's own size the mask is the argmax of its logits, pixel for pixel.
+    image = read_image(square, predictor.checkpoint.dataset)
+    with torch.no_grad():
+        logits = predictor.model(image[None])["out"][0]
+    assert np.array_equal(np.array(Image.open(second.mask)), logits.argmax(0).numpy())
 
 
 def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys):

@@ -15,6 +15,7 @@ from deepnc.data.image_files import find_images
 from deepnc.engine.predict import Prediction, Predictor
 from deepnc.engine.setup import select_device
 
+DEFAULT_WORKERS = 1
 FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")
 
 
@@ -45,6 +46,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--out", help="write here instead of stdout")
     parser.add_argument("--masks", help="folder of the masks (segmentation; default masks/)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"processes decoding image files while the model runs (default {DEFAULT_WORKERS})",
+    )
     parser.add_argument("--device", default="auto")
 
 
@@ -58,6 +65,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         masks_dir=arguments.masks or "masks",
         device=select_device(arguments.device),
         batch_size=arguments.batch_size,
+        num_workers=arguments.workers,
     )
     if predictor.threshold is not None:
         print(f"rejecting scores below {predictor.threshold:.4f}", file=sys.stderr)

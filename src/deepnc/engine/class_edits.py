@@ -54,10 +54,10 @@ def add_classes_from_folders(
     features, labels, skipped = [], [], []
     for label, class_dir in enumerate(classes):
         batches = []
-        for _, images, missed in image_batches(find_images([class_dir]), saved.dataset, batch_size):
-            skipped += missed
-            if images is not None:
-                batches.append((images, torch.full((len(images),), label)))
+        for batch in image_batches(find_images([class_dir]), saved.dataset, batch_size):
+            skipped += batch.skipped
+            if batch.images is not None:
+                batches.append((batch.images, torch.full((len(batch.images),), label)))
         if not batches:
             raise ValueError(f"{class_dir} holds no readable image for its class")
         inputs, targets = head_inputs(model, batches, device)

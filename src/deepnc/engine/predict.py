@@ -2,10 +2,11 @@
 the top classes, rejection of what the model does not know, and the training exemplar
 of the deciding sub-centroid; masks for a segmentation checkpoint.
 
-Files are read in batches (:func:`deepnc.data.image_files.image_batches`); one that
-cannot be decoded is named and skipped. Scores: the cosine to the nearest sub-centroid
-for a DNC model (``deepnc.openset``'s ``"similarity"``), the softmax probability for a
-softmax one.
+Files are read in batches (:func:`deepnc.data.image_files.image_batches`), decoded in
+``DataLoader`` workers while the model runs; one that cannot be decoded is named and
+skipped. Masks are written at each image's own size (logits resized before the argmax).
+Scores: the cosine to the nearest sub-centroid for a DNC model (``deepnc.openset``'s
+``"similarity"``), the softmax probability for a softmax one.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from deepnc.data.image_files import find_images, image_batches
+from deepnc.data.image_files import ImageBatch, find_images, image_batches
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.models.outputs import main_and_aux
 from deepnc.openset import calibrate_threshold, confidence_scores
@@ -61,6 +63,10 @@ class Predictor:
             scores set the threshold, ``deepnc.openset.calibrate_threshold``) and mark
             the images below it as rejected; ``None``: no rejection.
         masks_dir: where a segmentation checkpoint's masks go (required for those).
+        device: where the model runs.
+        batch_size: images per forward pass.
+        num_workers: processes that decode image files while the model runs (0: in
+            this process).
     """
 
     def __init__(
@@ -72,9 +78,14 @@ class Predictor:
         masks_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        num_workers: int = 0,
     ):
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        for name, value, least in (("top_k", top_k, 1), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        self.num_workers = num_workers
         self.model, self.checkpoint = load_trained_model(checkpoint, device)
         self.device, self.batch_size = torch.device(device), batch_size
         self.top_k = min(top_k, self.checkpoint.num_classes)
@@ -94,20 +105,22 @@ class Predictor:
         """A :class:`Prediction` per readable image, in order, and for each unreadable one
         the message that names it. ``paths``: image files, and folders searched
         (:func:`~deepnc.data.image_files.find_images`; pass its result to list them once)."""
-        files = find_images(paths)
-        for read, images, skipped in image_batches(files, self.checkpoint.dataset, self.batch_size):
-            yield from skipped
-            if images is not None:
-                yield from self._batch(read, images)
+        files, facts = find_images(paths), self.checkpoint.dataset
+        for batch in image_batches(files, facts, self.batch_size, num_workers=self.num_workers):
+            yield from batch.skipped
+            if batch.images is not None:
+                yield from self._batch(batch)
 
     @torch.no_grad()
-    def _batch(self, files: list[Path], images: torch.Tensor) -> list[Prediction]:
+    def _batch(self, batch: ImageBatch) -> list[Prediction]:
+        files = batch.files
         capture = captured_inputs(self.head) if self._snapped() else nullcontext([])
         with capture as inputs:  # the head's inputs, for the exemplars of snapped models
-            logits, _ = main_and_aux(self.model(images.to(self.device)))
-        logits = logits.float().cpu()
+            logits, _ = main_and_aux(self.model(batch.images.to(self.device)))
         if self.segmentation:
-            return [self._mask(file, item) for file, item in zip(files, logits, strict=True)]
+            items = zip(files, logits, batch.sizes, strict=True)
+            return [self._mask(file, item, size) for file, item, size in items]
+        logits = logits.float().cpu()
         scores = self._scores(logits)
         shown = logits * self.head.tau if self.head is not None else logits.softmax(dim=1)
         top = shown.topk(self.top_k, dim=1)
@@ -143,10 +156,14 @@ class Predictor:
         indices = torch.tensor(self.checkpoint.exemplars["indices"])
         return indices[classes, nearest]
 
-    def _mask(self, file: Path, logits: torch.Tensor) -> Prediction:
+    def _mask(self, file: Path, logits: torch.Tensor, size: tuple[int, int]) -> Prediction:
+        """Write the class-index mask of ``logits`` ``(C, S, S)`` at the file's own
+        ``size`` ``(H, W)``: the logits are resized (bilinear) before the argmax."""
         from PIL import Image
 
-        mask = logits.argmax(dim=0).to(torch.uint8)  # (H, W) class indices
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits[None].float(), size=size, mode="bilinear")[0]
+        mask = logits.argmax(dim=0).to(torch.uint8).cpu()  # (H, W) class indices
         self.masks_dir.mkdir(parents=True, exist_ok=True)
         target = self.masks_dir / f"{file.stem}.png"
         Image.fromarray(mask.numpy(), mode="L").save(target)
