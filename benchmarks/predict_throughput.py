@@ -5,7 +5,9 @@ identical finished run lies under ``runs/``) labels N test images twice: ``eval`
 over the in-memory test tensors (``deepnc.engine.evaluation``), and ``predict`` over the
 same images written as PNG files (decoding included, what a user's folder costs, with 0, 1
 and 2 decoding worker processes: ``deepnc predict --workers``), each timed as the median of
-3 rounds after a warm-up.
+7 rounds after a warm-up; the rounds interleave eval and every predict setting, so a
+slower moment of a shared machine weighs on all of them alike, and each ratio is the
+median of its rounds' ratios.
 
     python -m benchmarks.predict_throughput
 
@@ -32,17 +34,13 @@ from deepnc.engine.evaluation import evaluate_split
 from deepnc.engine.predict import Predictor
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 
-ROUNDS = 3
+ROUNDS = 7
 
 
-def median_seconds(step) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(step) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,16 +65,30 @@ def main(argv: list[str] | None = None) -> int:
         pixels = to_pixels(images[index][0], data.mean, data.std)
         Image.fromarray(pixels).save(folder / f"{index:05d}.png")
     loader = DataLoader(images, arguments.batch_size, shuffle=False)
-    eval_seconds = median_seconds(lambda: evaluate_split(model, loader, data, "cpu"))
+    run_eval = lambda: evaluate_split(model, loader, data, "cpu")  # noqa: E731
+    predictors = {
+        workers: Predictor(run, batch_size=arguments.batch_size, num_workers=workers)
+        for workers in arguments.workers
+    }
+    steps = {"eval": run_eval} | {
+        workers: (lambda p=predictor: list(p.predict([folder])))
+        for workers, predictor in predictors.items()
+    }
+    for step in steps.values():
+        step()  # warm-up
+    times = {name: [] for name in steps}
+    for _ in range(ROUNDS):
+        for name, step in steps.items():
+            times[name].append(seconds(step))
+    eval_seconds = statistics.median(times["eval"])
     rows = []
     for workers in arguments.workers:
-        predictor = Predictor(run, batch_size=arguments.batch_size, num_workers=workers)
-        seconds = median_seconds(lambda p=predictor: list(p.predict([folder])))
+        ratios = [p / e for p, e in zip(times[workers], times["eval"], strict=True)]
         rows.append(
             {
                 "workers": workers,
-                "predict_images_per_second": count / seconds,
-                "predict_over_eval_seconds": seconds / eval_seconds,
+                "predict_images_per_second": count / statistics.median(times[workers]),
+                "predict_over_eval_seconds": statistics.median(ratios),
             }
         )
     best = min(rows, key=lambda row: row["predict_over_eval_seconds"])

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, relative
 from benchmarks.plan import BUDGET_DESCRIPTIONS
 from benchmarks.report_accuracy import ablation, classification, segmentation, snapping
-from benchmarks.report_beyond import estimator, fitted, new_classes, openset
+from benchmarks.report_beyond import estimator, fitted, new_classes, openset, predicted
 from benchmarks.report_cost import cost
 from benchmarks.report_format import Results, table
 from benchmarks.report_tuning import dense_tuning, tuning
@@ -36,6 +36,7 @@ SECTIONS = (
     new_classes,
     estimator,
     fitted,
+    predicted,
     tuning,
     dense_tuning,
 )

@@ -15,7 +15,7 @@ from deepnc.data.image_files import find_images
 from deepnc.engine.predict import Prediction, Predictor
 from deepnc.engine.setup import select_device
 
-DEFAULT_WORKERS = 1
+DEFAULT_WORKERS = 0  # on a CPU the model takes every core; 2-4 help beside a GPU
 FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")
 
 
@@ -50,7 +50,8 @@ def add_parser(commands) -> None:
         "--workers",
         type=int,
         default=DEFAULT_WORKERS,
-        help=f"processes decoding image files while the model runs (default {DEFAULT_WORKERS})",
+        help="processes decoding image files while the model runs (default 0: in this "
+        "process; on a CPU the model needs every core, beside a GPU 2-4 help)",
     )
     parser.add_argument("--device", default="auto")
 

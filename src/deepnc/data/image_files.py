@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2.functional import resize
 
 from deepnc.data.normalise import normalise
 
@@ -47,24 +48,24 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 def decode_image(path: str | Path, facts: Mapping[str, Any]) -> tuple[torch.Tensor, tuple]:
     """``(uint8 pixels (C, S, S), (height, width) of the file)``: the image at ``path`` in
-    the model's channels, resized (bilinear) to its ``image_size`` unless already so.
+    the model's channels, resized (bilinear, antialiased) to its ``image_size`` unless
+    already so. Decoded by PIL (torchvision's decoders are deprecated since 0.29).
 
     Raises:
         ValueError: the file cannot be read or decoded (the message names it).
     """
-    mode = "L" if facts["in_channels"] == 1 else "RGB"
-    size = facts["image_size"]
+    channels, size = facts["in_channels"], facts["image_size"]
     try:
         with Image.open(path) as image:
-            original = (image.height, image.width)
-            image = image.convert(mode)
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR)
-            pixels = np.array(image, dtype=np.uint8)  # a writable copy for torch
+            pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ValueError(f"{path}: cannot read image ({error})") from error
     tensor = torch.from_numpy(pixels)
-    return (tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)), original
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    original = tuple(tensor.shape[-2:])
+    if original != (size, size):
+        tensor = resize(tensor, [size, size], antialias=True)
+    return tensor, original
 
 
 def read_image(path: str | Path, facts: Mapping[str, Any]) -> torch.Tensor:
@@ -133,18 +134,21 @@ def image_batches(
     """
     dataset = ImageFiles(files, facts)
     loader = DataLoader(
-        dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=_keep_as_list
+        dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=_stack_read
     )
-    for items in loader:
-        read = [item for item in items if item[1] is not None]
-        images = torch.stack([pixels for _, pixels, _ in read]) if read else None
+    for indices, pixels, sizes, skipped in loader:
         yield ImageBatch(
-            files=[dataset.files[index] for index, _, _ in read],
-            images=None if images is None else normalise(images, facts["mean"], facts["std"]),
-            sizes=[size for _, _, size in read],
-            skipped=[message for _, pixels, message in items if pixels is None],
+            files=[dataset.files[index] for index in indices],
+            images=None if pixels is None else normalise(pixels, facts["mean"], facts["std"]),
+            sizes=sizes,
+            skipped=skipped,
         )
 
 
-def _keep_as_list(items: list) -> list:
-    return items
+def _stack_read(items: list) -> tuple[list[int], torch.Tensor | None, list, list[str]]:
+    """``(indices read, uint8 (B, C, S, S) or None, sizes, messages)``: one tensor per
+    batch, so a worker process hands over one shared-memory block, not one per image."""
+    read = [item for item in items if item[1] is not None]
+    pixels = torch.stack([item[1] for item in read]) if read else None
+    skipped = [message for _, image, message in items if image is None]
+    return [item[0] for item in read], pixels, [item[2] for item in read], skipped
