@@ -111,27 +111,32 @@ def _segfolder(root, count=3, size=10, bad=None):
     return root
 
 
-def test_segfolder_loads_resizes_and_keeps_the_ignore_index(tmp_path):
+def test_segfolder_crops_for_training_and_keeps_full_resolution_for_evaluation(tmp_path):
     root = _segfolder(tmp_path)
     data = load_dataset("segfolder", root=str(root), image_size=8, num_classes=3)
     assert data.task == "segmentation" and data.ignore_index == 255 and data.in_channels == 3
-    image, mask = data.train[0]
+    image, mask = data.train[0]  # a random rescale and an 8x8 crop
     assert image.shape == (3, 8, 8) and mask.shape == (8, 8)
-    assert set(mask.unique().tolist()) <= {0, 1, 2, 255} and 255 in mask.tolist()[0]
+    assert set(mask.unique().tolist()) <= {0, 1, 2, 255}
+    image, mask = data.test[0]  # as stored, the ignore index kept
+    assert image.shape == (3, 10, 10) and mask.shape == (10, 10) and mask[0, 0] == 255
     assert data.class_names == ["class0", "class1", "class2"]
+    assert data.describe()["full_resolution"] is True
 
 
 def test_segfolder_bad_input(tmp_path):
     root = _segfolder(tmp_path / "values")
+    data = load_dataset("segfolder", root=str(root), num_classes=2)
     with pytest.raises(ValueError, match=r"img0.png holds values \[2\]"):
-        load_dataset("segfolder", root=str(root), num_classes=2)
+        data.test[0]  # masks are checked as they are read
     with pytest.raises(ValueError, match="num_classes"):
         load_dataset("segfolder", root=str(root))
 
     root = _segfolder(tmp_path / "sizes")
     Image.fromarray(np.zeros((6, 6), np.uint8)).save(root / "train/masks/img1.png")
+    data = load_dataset("segfolder", root=str(root), num_classes=3)
     with pytest.raises(ValueError, match=r"img1.png is 10x10 but its mask .*img1.png is 6x6"):
-        load_dataset("segfolder", root=str(root), num_classes=3)
+        data.train[1]
 
     root = _segfolder(tmp_path / "missing")
     (root / "val/masks/img0.png").unlink()

@@ -23,6 +23,7 @@ from deepnc._validate import did_you_mean
 from deepnc.engine.compile import COMPILE_MODES
 from deepnc.engine.loop import AMP_DTYPES
 from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
+from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.head import DNCHead
 from deepnc.models.registry import HEADS
 from deepnc.warm_start import HEAD_INITS
@@ -103,8 +104,10 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     aux_weight: float = 0.4
+    inference: dict[str, Any] = field(default_factory=dict)  # segmentation evaluation
     # Optimisation
     epochs: int = 10
+    iterations: int | None = None  # optimisation steps in all, instead of whole epochs
     batch_size: int = 128
     eval_batch_size: int = 512
     optimizer: str = "sgd"
@@ -141,7 +144,7 @@ class TrainConfig:
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)
-        for key in ("validation_size", "warm_start_samples"):
+        for key in ("validation_size", "warm_start_samples", "iterations"):
             value = getattr(self, key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -171,7 +174,7 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+        if self.iterations is None and 0 < self.epochs <= self.warmup_epochs:
             raise ValueError(
                 f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})"
             )
@@ -205,7 +208,10 @@ class TrainConfig:
                     f"unknown model option {key!r} for task {self.task}; allowed: {allowed}."
                     + did_you_mean(key, allowed, cutoff=0.5)
                 )
-        for key in ("dataset_options", "model_options", "head_options"):
+        if self.inference and self.task != "segmentation":
+            raise ValueError("inference options apply to task: segmentation only")
+        InferenceOptions.from_config(self.inference)  # raises on a bad value
+        for key in ("dataset_options", "model_options", "head_options", "inference"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"{key} must be a mapping, got {getattr(self, key)!r}")
         if self.init_from is not None and self.task != "segmentation":
@@ -218,6 +224,17 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def total_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs the run spans: ``epochs``, or enough for ``iterations`` steps (the last
+        one cut short)."""
+        if self.iterations is None:
+            return self.epochs
+        return -(-self.iterations // steps_per_epoch)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimisation steps of the whole run: ``iterations``, or every step of ``epochs``."""
+        return self.iterations or self.epochs * steps_per_epoch
+
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
@@ -225,7 +242,7 @@ def _choice(key: str, value: Any, allowed: tuple) -> None:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_OPTION_SECTIONS = ("head_options", "model_options", "dataset_options")
+_OPTION_SECTIONS = ("head_options", "model_options", "dataset_options", "inference")
 
 
 def parse_overrides(arguments: list[str]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from deepnc.data.in_memory import (
 )
 from deepnc.data.masks import MaskedImageDataset, random_subset
 from deepnc.data.scenes import compose_scenes, load_fashion_scenes
-from deepnc.data.segfolder import load_segfolder
+from deepnc.data.seg_datasets import load_ade20k, load_cityscapes, load_segfolder, load_voc
 
 __all__ = [
     "ClassSubset",
@@ -59,6 +59,9 @@ _DATASETS: dict[str, Callable[..., DatasetSplits]] = {
     "fake": load_fake,
     "fashion-scenes": load_fashion_scenes,
     "segfolder": load_segfolder,
+    "ade20k": load_ade20k,
+    "cityscapes": load_cityscapes,
+    "voc": load_voc,
 }
 
 
@@ -101,7 +104,10 @@ def load_dataset(
         seed: seed of the subset (and of an imagefolder's split).
         **options: dataset-specific keywords (``channels`` for imagefolder,
             ``num_classes`` / ``train_size`` / ``test_size`` for fake, ``num_classes`` /
-            ``ignore_index`` / ``channels`` / ``class_names`` for segfolder,
+            ``ignore_index`` / ``channels`` / ``class_names`` / ``val_fraction`` for
+            segfolder, the pipeline's ``crop_size`` / ``scale`` / ``ratio_range`` /
+            ``cat_max_ratio`` / ``flip`` / ``photometric`` / ``test_scale`` for segfolder,
+            ade20k, cityscapes and voc,
             ``train_size`` / ``val_size`` / ``test_size`` / ``items_per_scene`` /
             ``scene_seed`` for fashion-scenes); ``classes`` (any classification set)
             keeps those classes, relabelled in the order given.

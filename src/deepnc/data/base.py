@@ -42,6 +42,9 @@ class DatasetSplits:
             ``(H, W)`` int64 masks).
         ignore_index: mask value that marks pixels without a label (segmentation only).
         val: an optional validation split, of the same kind as ``test``.
+        full_resolution: evaluation items keep each image's own size (segmentation sets
+            streamed from files): images rescaled to ``test_scale``, masks as stored.
+        test_scale: ``(long, short)`` rescale of evaluation images, or ``None``.
     """
 
     name: str
@@ -56,10 +59,12 @@ class DatasetSplits:
     task: str = "classification"
     ignore_index: int | None = None
     val: Dataset | None = None
+    full_resolution: bool = False
+    test_scale: tuple[int, int] | None = None
 
     def describe(self) -> dict:
         """JSON-ready facts stored with checkpoints (no tensors, no paths)."""
-        return {
+        facts = {
             "name": self.name,
             "task": self.task,
             "ignore_index": self.ignore_index,
@@ -72,6 +77,10 @@ class DatasetSplits:
             "train_size": len(self.train),
             "test_size": len(self.test),
         }
+        if self.full_resolution:  # absent from the facts of every other set
+            facts["full_resolution"] = True
+            facts["test_scale"] = list(self.test_scale) if self.test_scale else None
+        return facts
 
 
 class ImageTensorDataset(Dataset):

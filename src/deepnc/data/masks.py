@@ -94,9 +94,10 @@ def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def random_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
-    """A seeded random subset of ``size`` items (the whole set if it is smaller)."""
+    """A seeded random subset of ``size`` items (the whole set if it is smaller): the
+    dataset's own ``subset(indices)`` where it has one, else a ``Subset``."""
     if size >= len(dataset):
         return dataset
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(len(dataset), generator=generator)[:size]
-    return Subset(dataset, keep.sort().values.tolist())
+    keep = torch.randperm(len(dataset), generator=generator)[:size].sort().values.tolist()
+    return dataset.subset(keep) if hasattr(dataset, "subset") else Subset(dataset, keep)

@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits, load_dataset
+from deepnc.data.item_seeds import SeededSampler
+from deepnc.data.seg_files import collate_segmentation
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.setup import Runtime
 from deepnc.models import create_model
@@ -91,7 +93,17 @@ def build_loaders(
             f"an epoch would have no step: {per_process} training images per process "
             f"(of {len(data.train)}) but batch_size is {config.batch_size}"
         )
-    common = {"num_workers": config.workers, "pin_memory": runtime.device.type == "cuda"}
+    common = {
+        "num_workers": config.workers,
+        "pin_memory": runtime.device.type == "cuda",
+        "persistent_workers": config.workers > 0,
+    }
+    if data.task == "segmentation":  # full-resolution items of many sizes come as lists
+        common["collate_fn"] = collate_segmentation
+    if getattr(data.train, "seeded_items", False):
+        # each item's augmentation seeded from (seed, epoch, index): the same whichever
+        # worker makes it, persistent or not, so a resumed run sees the same crops
+        sampler = SeededSampler(sampler, config.seed)
     train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
     # Disjoint shards, no padding: every image is counted exactly once over all processes.
     scored = _scored_split(config, data)
@@ -124,7 +136,7 @@ def build_optimisation(
     scheduler = build_scheduler(
         optimizer,
         config.schedule,
-        total_steps=config.epochs * steps_per_epoch,
+        total_steps=config.total_steps(steps_per_epoch),
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
         milestones=config.milestones,
         gamma=config.gamma,

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from deepnc.checkpoint import resolve_checkpoint
+from deepnc.data.seg_files import collate_segmentation
 from deepnc.engine.evaluation import evaluate_split
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
-from deepnc.models.outputs import main_and_aux
+from deepnc.engine.seg_inference import InferenceOptions, infer
 
 __all__ = ["PREDICTION_SAMPLES", "evaluate_checkpoint"]
 
@@ -52,16 +54,21 @@ def evaluate_checkpoint(
     images = getattr(data, split)
     if images is None:
         raise ValueError(f"{data.name} has no {split} split")
-    loader = DataLoader(images, batch_size, shuffle=False)
-    result = evaluate_split(model, loader, data, torch.device(device), progress=progress)
+    segmentation = data.task == "segmentation"
+    collate = collate_segmentation if segmentation else None
+    loader = DataLoader(images, batch_size, shuffle=False, collate_fn=collate)
+    inference = InferenceOptions.from_config(saved.config.get("inference"))
+    result = evaluate_split(
+        model, loader, data, torch.device(device), progress=progress, inference=inference
+    )
     out = Path(out) if out else path.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(path), "dataset": data.name, "split": split}
     report |= result.summary()
-    if data.task == "segmentation":
+    if segmentation:
         picture = out / "predictions.png"
         report["per_class_iou"] = _named(data.class_names, result.per_class_iou)
-        _draw_predictions(model, images, data, device, picture)
+        _draw_predictions(model, images, data, device, picture, inference)
     else:
         from deepnc.engine.plots import plot_confusion
 
@@ -78,17 +85,25 @@ def _named(names, values: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _draw_predictions(model, split, data, device, path: Path) -> None:
+def _draw_predictions(model, split, data, device, path: Path, inference) -> None:
+    """The first test images, their masks and the predictions, each at the image's size."""
     from deepnc.engine.segmentation_plots import plot_segmentation
 
     count = min(PREDICTION_SAMPLES, len(split))
-    images, masks = zip(*(split[i] for i in range(count)), strict=True)
-    images, masks = torch.stack(images), torch.stack(masks)
-    logits, _ = main_and_aux(model(images.to(device)))
+    images, masks, predicted = [], [], []
+    for index in range(count):
+        image, mask = split[index]
+        size = image.shape[-2:]
+        if mask.shape != size:  # a full-resolution mask, shown at the image's size
+            mask = F.interpolate(mask[None, None].float(), size=list(size))[0, 0].long()
+        scores = infer(model, image[None].to(device), inference, size)
+        images.append(image)
+        masks.append(mask)
+        predicted.append(scores.argmax(1)[0].cpu())
     plot_segmentation(
         images,
         masks,
-        logits.argmax(1).cpu(),
+        predicted,
         class_names=data.class_names,
         mean=data.mean,
         std=data.std,

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from deepnc.data import DatasetSplits
 from deepnc.engine.loop import evaluate
+from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.engine.segmentation_eval import evaluate_segmentation
 
 __all__ = ["TEST_METRICS", "evaluate_split", "primary_metric"]
@@ -32,11 +33,18 @@ def evaluate_split(
     amp: bool = False,
     amp_dtype: str = "auto",
     progress: bool = False,
+    inference: InferenceOptions | None = None,
 ):
-    """Evaluate with the task's metrics: an ``EvalResult`` or a ``SegmentationResult``."""
+    """Evaluate with the task's metrics: an ``EvalResult`` or a ``SegmentationResult``
+    (``inference``: how a segmentation model runs on each image; whole by default)."""
     options = {"device": device, "amp": amp, "amp_dtype": amp_dtype, "progress": progress}
     if data.task == "segmentation":
         return evaluate_segmentation(
-            model, loader, num_classes=data.num_classes, ignore_index=data.ignore_index, **options
+            model,
+            loader,
+            num_classes=data.num_classes,
+            ignore_index=data.ignore_index,
+            inference=inference,
+            **options,
         )
     return evaluate(model, loader, num_classes=data.num_classes, **options)

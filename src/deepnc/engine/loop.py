@@ -120,8 +120,10 @@ def train_one_epoch(
     progress: bool = False,
     description: str = "train",
     after_step: Callable[[], None] | None = None,
+    max_steps: int | None = None,
 ) -> EpochStats:
-    """One pass over ``loader``: forward (clustering the DNC heads), backward, step.
+    """One pass over ``loader`` (or its first ``max_steps`` batches): forward (clustering
+    the DNC heads), backward, step.
 
     Args:
         model: the model (possibly DDP-wrapped), already on ``device``.
@@ -137,6 +139,7 @@ def train_one_epoch(
         progress: show a progress bar (only on a terminal: logs stay readable).
         after_step: called after every optimisation step (for example
             :class:`deepnc.engine.compile.SeedingWatch`).
+        max_steps: stop after this many steps (an iteration-based run's last epoch).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).
@@ -159,6 +162,8 @@ def train_one_epoch(
         dynamic_ncols=True,
     )
     for images, labels in bar:
+        if max_steps is not None and steps >= max_steps:
+            break
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         _synchronise(device)

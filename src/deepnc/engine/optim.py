@@ -19,7 +19,8 @@ from torch import nn
 __all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "build_scheduler", "schedule_factor"]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "poly", "step", "constant")
+POLY_POWER = 0.9  # the DeepLab / mmsegmentation poly schedule: (1 - progress) ** 0.9
 
 
 def build_optimizer(
@@ -59,7 +60,8 @@ def schedule_factor(
     """The multiplier of the base learning rate at optimisation step ``t`` (0-based).
 
     Warm-up rises linearly from ``1 / (warmup_steps + 1)`` to 1; then ``cosine`` decays to
-    0 at ``total_steps``, ``step`` multiplies by ``gamma`` at each milestone (fractions of
+    0 at ``total_steps``, ``poly`` as ``(1 - progress) ** 0.9`` (segmentation's usual
+    schedule), ``step`` multiplies by ``gamma`` at each milestone (fractions of
     ``total_steps``), ``constant`` stays at 1.
     """
     if schedule not in SCHEDULES:
@@ -72,6 +74,9 @@ def schedule_factor(
         if schedule == "cosine":
             progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if schedule == "poly":
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return max(0.0, 1 - progress) ** POLY_POWER
         if schedule == "step":
             return gamma ** sum(step >= b for b in boundaries)
         return 1.0

@@ -2,7 +2,10 @@
 
 The pixels of every batch go into one confusion matrix (torchmetrics, synchronised over
 DDP processes); the metrics come from that matrix at the end, so they are the split's
-figures, not means of per-batch figures.
+figures, not means of per-batch figures. Each image is scored at its mask's own size: the
+logits (whole-image or sliding-window, :mod:`deepnc.engine.seg_inference`) are resized to
+it before the argmax. Batches of images of different sizes come as lists (see
+:func:`deepnc.data.seg_files.collate_segmentation`) and are run one image at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
 from deepnc.engine.loop import autocast, sum_over_processes
-from deepnc.models.outputs import main_and_aux
+from deepnc.engine.seg_inference import InferenceOptions, infer
 
 __all__ = ["SegmentationResult", "evaluate_segmentation", "iou_from_confusion"]
 
@@ -81,16 +84,21 @@ def evaluate_segmentation(
     amp_dtype: str = "auto",
     progress: bool = False,
     description: str = "eval",
+    inference: InferenceOptions | None = None,
 ) -> SegmentationResult:
     """mIoU, pixel accuracy, per-class IoU and loss of ``model`` over ``loader``.
 
     Args:
-        loader: yields ``(images (B, C_in, H, W), masks (B, H, W))``.
+        loader: yields ``(images (B, C_in, h, w), masks (B, H, W))``, or lists of
+            ``(C_in, h, w)`` images and ``(H, W)`` masks of varying sizes; an image may
+            be smaller or larger than its mask (rescaled for inference).
         ignore_index: mask value left out of every figure.
+        inference: whole-image (default) or sliding-window, scales and flip.
 
     Under DDP, give every process a disjoint shard of the split.
     """
     model.eval()
+    inference = inference or InferenceOptions()
     confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index).to(device)
     loss_ignore = -100 if ignore_index is None else ignore_index
     loss_sum = 0.0
@@ -98,13 +106,20 @@ def evaluate_segmentation(
     for images, masks in tqdm(
         loader, desc=description, disable=None if progress else True, leave=False
     ):
-        images, masks = images.to(device), masks.to(device)
-        with autocast(device, amp, amp_dtype):
-            logits, _ = main_and_aux(model(images))
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, masks, ignore_index=loss_ignore, reduction="sum").item()
-        confusion.update(logits.argmax(1), masks)
-        samples += images.shape[0]
+        pairs = (
+            [(images, masks)]
+            if isinstance(images, torch.Tensor)
+            else [(image[None], mask[None]) for image, mask in zip(images, masks, strict=True)]
+        )
+        for batch, target in pairs:
+            batch, target = batch.to(device), target.to(device)
+            with autocast(device, amp, amp_dtype):
+                scores = infer(model, batch, inference, target.shape[-2:])
+            loss_sum += F.cross_entropy(
+                scores, target, ignore_index=loss_ignore, reduction="sum"
+            ).item()
+            confusion.update(scores.argmax(1), target)
+            samples += batch.shape[0]
     matrix = confusion.compute().cpu()
     loss_sum, samples = sum_over_processes([loss_sum, samples], device)
     per_class, miou, accuracy = iou_from_confusion(matrix)

@@ -58,9 +58,9 @@ def colour_masks(
 
 
 def plot_segmentation(
-    images: torch.Tensor,
-    truth: torch.Tensor,
-    predicted: torch.Tensor,
+    images: torch.Tensor | Sequence[torch.Tensor],
+    truth: torch.Tensor | Sequence[torch.Tensor],
+    predicted: torch.Tensor | Sequence[torch.Tensor],
     *,
     class_names: Sequence[str],
     mean: Sequence[float],
@@ -68,16 +68,17 @@ def plot_segmentation(
     path: str | Path,
     ignore_index: int | None = None,
 ) -> None:
-    """Rows of image | truth | prediction for ``(B, C_in, H, W)`` images and ``(B, H, W)`` masks."""
-    count = images.shape[0]
+    """Rows of image | truth | prediction for ``(B, C_in, H, W)`` images and ``(B, H, W)``
+    masks, or sequences of ``(C_in, H, W)`` and ``(H, W)`` of varying sizes."""
+    count = len(images)
     num_classes = len(class_names)
-    truth_rgb = colour_masks(truth.cpu(), num_classes, ignore_index)
-    predicted_rgb = colour_masks(predicted.cpu(), num_classes)
     figure, axes = plt.subplots(count, 3, figsize=(7.5, 2.5 * count), squeeze=False)
     for row in range(count):
         pixels = to_pixels(images[row].cpu(), mean, std)
+        truth_rgb = colour_masks(truth[row][None].cpu(), num_classes, ignore_index)[0]
+        predicted_rgb = colour_masks(predicted[row][None].cpu(), num_classes)[0]
         for column, (title, shown) in enumerate(
-            (("input", pixels), ("truth", truth_rgb[row]), ("prediction", predicted_rgb[row]))
+            (("input", pixels), ("truth", truth_rgb), ("prediction", predicted_rgb))
         ):
             axis = axes[row, column]
             imshow(axis, shown)

@@ -42,6 +42,7 @@ from deepnc.engine.run_folder import (
     run_summary,
     write_metrics,
 )
+from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.engine.setup import (
     Runtime,
     deterministic_algorithms,
@@ -57,7 +58,7 @@ __all__ = ["train"]
 log = logging.getLogger("deepnc")
 
 # Keys that may change between a run and its resumption; any other change is an error.
-_RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every"}
+_RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every", "inference"}
 
 
 def train(
@@ -108,6 +109,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
     model = model.to(runtime.device)
     train_loader, test_loader = build_loaders(config, data, runtime)
     steps_per_epoch = len(train_loader)
+    epochs = config.total_epochs(steps_per_epoch)
     if config.subcentroid_half_life is not None:
         follow_half_life(model, config, steps_per_epoch, data)
     optimizer, scheduler, scaler = build_optimisation(
@@ -118,7 +120,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
     if resuming:
         start_epoch = _resume(checkpoint_path, config, data, model, optimizer, scheduler, scaler)
         history = [row for row in read_metrics(out) if row["epoch"] <= start_epoch]
-        log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
+        log.info("resuming %s after epoch %d of %d", out, start_epoch, epochs)
     else:
         if resume:
             log.info("no checkpoint in %s: starting from the beginning", out)
@@ -140,7 +142,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
         after_step = SeedingWatch(model)
 
     ignore_index = data.ignore_index if data.ignore_index is not None else -100
-    for epoch in range(start_epoch, config.epochs):
+    inference = InferenceOptions.from_config(config.inference)
+    for epoch in range(start_epoch, epochs):
         train_loader.sampler.set_epoch(epoch)
         torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
         stats = train_one_epoch(
@@ -157,20 +160,27 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
             ignore_index=ignore_index,
             aux_weight=config.aux_weight,
             progress=config.progress and runtime.is_main,
-            description=f"epoch {epoch + 1}/{config.epochs}",
+            description=f"epoch {epoch + 1}/{epochs}",
             after_step=after_step,
+            max_steps=config.total_steps(steps_per_epoch) - epoch * steps_per_epoch,
         )
         row = _epoch_row(config, data, epoch, stats)
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs:
             result = evaluate_split(
-                model, test_loader, data, runtime.device, amp=config.amp, amp_dtype=config.amp_dtype
+                model,
+                test_loader,
+                data,
+                runtime.device,
+                amp=config.amp,
+                amp_dtype=config.amp_dtype,
+                inference=inference,
             )
             summary = result.summary()
             scored = config.evaluate_on
             row.update({f"{scored}_{name}": summary[name] for name in TEST_METRICS[data.task]})
         history.append(row)
         if runtime.is_main:
-            _log_epoch(config, data, row, stats)
+            _log_epoch(config, data, row, stats, epochs)
             append_metrics(out, row)
             Checkpoint(
                 model=dict(model.state_dict()),
@@ -202,14 +212,14 @@ def _epoch_row(config: TrainConfig, data: DatasetSplits, epoch: int, stats) -> d
     }
 
 
-def _log_epoch(config: TrainConfig, data: DatasetSplits, row: dict, stats) -> None:
+def _log_epoch(config: TrainConfig, data: DatasetSplits, row: dict, stats, epochs: int) -> None:
     scored, primary = config.evaluate_on, primary_metric(data.task)
     headline = row[f"{scored}_{primary}"]
     tested = f"{scored} {primary} {100 * headline:.2f}%" if headline is not None else ""
     log.info(
         "epoch %d/%d  train loss %.4f accuracy %.2f%%  %s  %.1f s",
         row["epoch"],
-        config.epochs,
+        epochs,
         stats.loss,
         100 * stats.accuracy,
         tested,

@@ -10,7 +10,8 @@ name                          out stride  how
 ============================  ==========  ===================================
 ``resnet20/32/56``            4           CIFAR-style ResNet, no downsampling stem
 ``cifar_resnet18``            8           3x3 stem, no max-pool
-``resnet18/34/50``            8           torchvision, stages 3-4 dilated (2, 4)
+``resnet18/34``               8           torchvision, stages 3-4 dilated (2, 4)
+``resnet50/101``              8           torchvision ``replace_stride_with_dilation``
 ``mobilenet_v3_small/large``  16          torchvision ``dilated=True``
 ``efficientnet_lite0``        8           timm ``features_only``, shipped weights
 ``timm:<name>``               8           timm ``features_only(output_stride=8)``
@@ -32,7 +33,8 @@ from deepnc.models.registry import BUILT_IN_MODELS, adapt_stem
 
 __all__ = ["DenseBackbone", "create_dense_backbone", "list_dense_backbones"]
 
-_TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50")
+_TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
+_BOTTLENECK_RESNETS = ("resnet50", "resnet101")  # dilated as torchvision's FCN / DeepLabV3
 _MOBILENETS = ("mobilenet_v3_small", "mobilenet_v3_large")
 
 
@@ -78,9 +80,14 @@ def create_dense_backbone(
         return _extract(model, {"layer3": "aux", "layer4": "out"}, output_stride=8)
     if name in _TORCHVISION_RESNETS:
         weights = "DEFAULT" if pretrained else None  # downloads: needs the internet
-        model = torchvision.models.get_model(name, weights=weights)
-        _dilate(model.layer3, 2)
-        _dilate(model.layer4, 4)
+        if name in _BOTTLENECK_RESNETS:  # output stride 8, as torchvision's FCN and DeepLabV3
+            model = torchvision.models.get_model(
+                name, weights=weights, replace_stride_with_dilation=[False, True, True]
+            )
+        else:  # basic blocks refuse dilation > 1: set it on their convolutions
+            model = torchvision.models.get_model(name, weights=weights)
+            _dilate(model.layer3, 2)
+            _dilate(model.layer4, 4)
         if in_chans != 3:
             adapt_stem(model, in_chans)
         return _extract(model, {"layer3": "aux", "layer4": "out"}, output_stride=8)

@@ -1,0 +1,56 @@
+"""Augmentation seeded per item: a sampler that hands each index its own seed.
+
+With persistent ``DataLoader`` workers, or any number of them, torch's global generator
+in a worker does not follow the epoch, so augmentation drawn from it is not a function of
+the run's seed and a resumed run would see other crops. :class:`SeededSampler` yields
+``(index, seed)`` pairs instead, the seed a function of ``(base seed, epoch, index)``,
+and a dataset that accepts such keys (:class:`~deepnc.data.seg_files.SegmentationFiles`)
+draws its augmentation from a generator seeded with it.
+
+>>> from torch.utils.data import SequentialSampler
+>>> sampler = SeededSampler(SequentialSampler(range(3)), seed=0)
+>>> first = list(sampler)
+>>> [index for index, _ in first], first == list(sampler)
+([0, 1, 2], True)
+>>> sampler.set_epoch(1)
+>>> [seed for _, seed in first] == [seed for _, seed in sampler]
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch.utils.data import Sampler
+
+__all__ = ["SeededSampler", "item_seed"]
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for item ``index`` in ``epoch`` of a run seeded with ``seed``."""
+    mixed = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index) & (2**64 - 1)
+    mixed = ((mixed ^ (mixed >> 30)) * 0x94D049BB133111EB) & (2**64 - 1)
+    return (mixed ^ (mixed >> 31)) >> 1
+
+
+class SeededSampler(Sampler):
+    """Wrap ``sampler``: yield ``(index, item_seed(seed, epoch, index))``.
+
+    ``set_epoch`` is passed on to the wrapped sampler (a ``DistributedSampler``'s
+    shuffle follows it too).
+    """
+
+    def __init__(self, sampler: Sampler, seed: int) -> None:
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self.sampler:
+            yield index, item_seed(self.seed, self.epoch, index)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
