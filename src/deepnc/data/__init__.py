@@ -31,7 +31,13 @@ from deepnc.data.in_memory import (
 )
 from deepnc.data.masks import MaskedImageDataset, random_subset
 from deepnc.data.scenes import compose_scenes, load_fashion_scenes
-from deepnc.data.seg_datasets import load_ade20k, load_cityscapes, load_segfolder, load_voc
+from deepnc.data.seg_datasets import (
+    PIPELINE_OPTIONS,
+    load_ade20k,
+    load_cityscapes,
+    load_segfolder,
+    load_voc,
+)
 
 __all__ = [
     "ClassSubset",
@@ -122,10 +128,13 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; valid names: {list_datasets()}.{hint}")
     loader = _DATASETS[name]
     classes = options.pop("classes", None)
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(options) - set(accepted))
+    parameters = inspect.signature(loader).parameters
+    accepted = {n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    if len(accepted) < len(parameters):  # a streamed segmentation set: **pipeline
+        accepted |= set(PIPELINE_OPTIONS)
+    unknown = sorted(set(options) - accepted)
     if unknown:
-        allowed = sorted(set(accepted) - {"root", "download", "image_size", "augment", "seed"})
+        allowed = sorted(accepted - {"root", "download", "image_size", "augment", "seed"})
         raise ValueError(f"dataset {name!r} does not take options {unknown}; it takes {allowed}")
     if "seed" in accepted:
         options["seed"] = seed

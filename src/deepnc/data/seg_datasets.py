@@ -33,7 +33,18 @@ from deepnc.data.seg_layouts import (
 )
 from deepnc.data.seg_pipeline import SegmentationPipeline
 
-__all__ = ["load_ade20k", "load_cityscapes", "load_segfolder", "load_voc"]
+__all__ = ["PIPELINE_OPTIONS", "load_ade20k", "load_cityscapes", "load_segfolder", "load_voc"]
+
+# dataset_options of a streamed set beyond its loader's own keywords
+PIPELINE_OPTIONS = (
+    "crop_size",
+    "scale",
+    "ratio_range",
+    "cat_max_ratio",
+    "flip",
+    "photometric",
+    "test_scale",
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STATS_IMAGES = 64  # training images sampled for a segfolder's channel statistics

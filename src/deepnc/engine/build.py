@@ -93,21 +93,27 @@ def build_loaders(
             f"an epoch would have no step: {per_process} training images per process "
             f"(of {len(data.train)}) but batch_size is {config.batch_size}"
         )
-    common = {
+    common: dict[str, Any] = {
         "num_workers": config.workers,
         "pin_memory": runtime.device.type == "cuda",
-        "persistent_workers": config.workers > 0,
     }
     if data.task == "segmentation":  # full-resolution items of many sizes come as lists
         common["collate_fn"] = collate_segmentation
+    if getattr(data.train, "seeded_items", False) and config.workers > 0:
+        # Each item's augmentation is seeded from (seed, epoch, index), so workers may
+        # persist; the loaders draw their worker seeds from their own generators, never
+        # from torch's global one, whose stream (dropout...) must not depend on whether
+        # an iterator was created this epoch or in an earlier one before a resume.
+        common["persistent_workers"] = True
+        common["generator"] = torch.Generator().manual_seed(config.seed)
     if getattr(data.train, "seeded_items", False):
-        # each item's augmentation seeded from (seed, epoch, index): the same whichever
-        # worker makes it, persistent or not, so a resumed run sees the same crops
         sampler = SeededSampler(sampler, config.seed)
     train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
     # Disjoint shards, no padding: every image is counted exactly once over all processes.
     scored = _scored_split(config, data)
     shard = Subset(scored, range(runtime.rank, len(scored), runtime.world_size))
+    if "generator" in common:
+        common["generator"] = torch.Generator().manual_seed(config.seed)
     test = DataLoader(shard, config.eval_batch_size, shuffle=False, **common)
     return train, test
 
