@@ -282,3 +282,32 @@ def test_a_resumed_streamed_run_equals_an_uninterrupted_one(tmp_path):
     expected = Checkpoint.load(tmp_path / "whole").model
     resumed = Checkpoint.load(tmp_path / "parts").model
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
+
+
+def test_one_folder_end_to_end_from_the_command_line(tmp_path, capsys):
+    """Non-square images of several sizes in one images/ + masks/ tree: train (no manual
+    split), eval at full resolution, predict masks at each image's size, explain."""
+    from PIL import Image
+
+    from deepnc.cli import main
+
+    root = write_segfolder(tmp_path / "data", count=16)
+    run = tmp_path / "run"
+    arguments = ["train", "--task", "segmentation", "--dataset", "segfolder"]
+    arguments += ["--data_root", str(root), "--dataset_options.num_classes", "3"]
+    arguments += ["--dataset_options.crop_size", "[32, 32]", "--model", "fcn_resnet20"]
+    arguments += ["--epochs", "1", "--batch_size", "4", "--out_dir", str(run)]
+    assert main([*arguments, "--progress", "false"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    report = json.loads((run / "eval" / "eval.json").read_text())
+    assert report["samples"] == 3  # 20% of 16 held out for evaluation
+    assert set(report["per_class_iou"]) == {"class0", "class1", "class2"}
+    image = next((root / "images").iterdir())
+    masks = tmp_path / "masks"
+    assert main(["predict", str(run), str(image), "--masks", str(masks)]) == 0
+    written = Image.open(next(masks.iterdir()))
+    assert written.size == Image.open(image).size
+    assert main(["explain", str(run), "--test-samples", "3", "--out", str(tmp_path / "x")]) == 0
+    records = json.loads((tmp_path / "x" / "dense.json").read_text())
+    assert len(records) == 3 and all("pixel_accuracy" in record for record in records)

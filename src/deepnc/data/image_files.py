@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2.functional import resize
 
 from deepnc.data.normalise import normalise
+from deepnc.data.seg_pipeline import rescale_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -47,9 +48,11 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def decode_image(path: str | Path, facts: Mapping[str, Any]) -> tuple[torch.Tensor, tuple]:
-    """``(uint8 pixels (C, S, S), (height, width) of the file)``: the image at ``path`` in
-    the model's channels, resized (bilinear, antialiased) to its ``image_size`` unless
-    already so. Decoded by PIL (torchvision's decoders are deprecated since 0.29).
+    """``(uint8 pixels (C, h, w), (height, width) of the file)``: the image at ``path`` in
+    the model's channels, resized (bilinear, antialiased) to its ``image_size`` square
+    unless already so, or, for a set evaluated at full resolution (``full_resolution``
+    in the facts), rescaled to its ``test_scale`` with the aspect ratio kept. Decoded by
+    PIL (torchvision's decoders are deprecated since 0.29).
 
     Raises:
         ValueError: the file cannot be read or decoded (the message names it).
@@ -63,8 +66,12 @@ def decode_image(path: str | Path, facts: Mapping[str, Any]) -> tuple[torch.Tens
     tensor = torch.from_numpy(pixels)
     tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     original = tuple(tensor.shape[-2:])
-    if original != (size, size):
-        tensor = resize(tensor, [size, size], antialias=True)
+    target = (size, size)
+    if facts.get("full_resolution"):
+        scale = facts.get("test_scale")
+        target = rescale_size(*original, scale) if scale else original
+    if original != target:
+        tensor = resize(tensor, list(target), antialias=True)
     return tensor, original
 
 

@@ -88,6 +88,8 @@ class Predictor:
         self.num_workers = num_workers
         self.model, self.checkpoint = load_trained_model(checkpoint, device)
         self.device, self.batch_size = torch.device(device), batch_size
+        if self.checkpoint.dataset.get("full_resolution"):
+            self.batch_size = 1  # images keep their own sizes: one at a time
         self.top_k = min(top_k, self.checkpoint.num_classes)
         heads = dnc_heads(self.model)
         self.head = heads[0] if len(heads) == 1 else None

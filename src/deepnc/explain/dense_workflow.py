@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepnc.data import DatasetSplits
@@ -43,13 +44,18 @@ def explain_segmentation(
     out.mkdir(parents=True, exist_ok=True)
     head = model.classifier
     records = []
-    for start in range(0, len(inputs), BATCH):
-        chunk = inputs[start : start + BATCH]
+    same_size = len({image.shape for _, image in inputs}) <= 1
+    step = BATCH if same_size else 1  # a full-resolution set: one image at a time
+    for start in range(0, len(inputs), step):
+        chunk = inputs[start : start + step]
         images = torch.stack([image for _, image in chunk])
         maps = subcentroid_maps(model, images.to(device))
         for offset, (name, image) in enumerate(chunk):
             number = start + offset
             truth = truths[number]
+            if truth is not None and truth.shape != image.shape[-2:]:  # shown at image size
+                resized = F.interpolate(truth[None, None].float(), size=list(image.shape[-2:]))
+                truth = resized[0, 0].long()
             plot_subcentroid_map(
                 image,
                 maps,
