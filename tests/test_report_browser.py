@@ -86,8 +86,9 @@ def test_report_loads_without_errors_and_every_image_decodes(tmp_path):
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == []
     assert probe["broken"] == []
-    # The gallery, then per input: itself, 3 exemplars (top classes) and 2 neighbours.
-    assert probe["images"] == 1 + 3 * (1 + 3 + 2)
+    # The gallery and the maps' legend, then per input: itself, and per top class (3) the
+    # input under its similarity map and the exemplar under its own, and 2 neighbours.
+    assert probe["images"] == 2 + 3 * (1 + 3 * 2 + 2)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
     subprocess.run(

@@ -76,3 +76,30 @@ def test_backbones_without_a_usable_pooling_are_refused_by_name():
     mobile, head = _fitted(mobile, in_chans=3, side=64)
     with pytest.raises(ValueError, match="changes the pooled features before its head"):
         contribution_maps(mobile, torch.randn(2, 3, 64, 64), head.subcentroids[:2, 0])
+
+
+def test_explain_batch_returns_the_maps_of_input_and_exemplar():
+    from deepnc.explain import explain_batch, snap_subcentroids
+    from deepnc.explain.embeddings import embed_batch
+
+    model, head = _fitted(create_model("resnet20", num_classes=3, in_chans=1))
+    train_images = torch.randn(30, 1, 28, 28)
+    train_labels = torch.arange(30) % 3
+    embedded, _ = embed_batch(model, train_images)
+    exemplars = snap_subcentroids(head.subcentroids, embedded, train_labels)
+    images = torch.randn(4, 1, 28, 28)
+    explanations = explain_batch(
+        model,
+        images,
+        exemplars=exemplars,
+        top_classes=2,
+        maps=True,
+        exemplar_images=lambda index: train_images[index],
+    )
+    for explanation in explanations:
+        for evidence in explanation.classes:
+            assert evidence.map.shape == (7, 7)
+            assert abs(float(evidence.map.mean()) - evidence.similarity) < 1e-5
+            # the exemplar's map sums to the exemplar's own cosine to the sub-centroid
+            assert abs(float(evidence.exemplar_map.mean()) - evidence.exemplar_similarity) < 1e-5
+        assert "map" not in str(explanation.to_dict())

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from deepnc.explain.explain import Explanation
+from deepnc.explain.render import MAP_COLOURS, map_range, overlay
 
 __all__ = ["ReportItem", "png_data_uri", "write_report"]
 
@@ -50,6 +51,14 @@ def png_data_uri(pixels: np.ndarray, size: int = 96) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _legend() -> np.ndarray:
+    """A ``(12, 160, 3)`` strip of the map colours, least to most."""
+    import matplotlib.pyplot as plt
+
+    strip = plt.get_cmap(MAP_COLOURS)(np.linspace(0, 1, 160))[:, :3]
+    return (np.repeat(strip[None], 12, axis=0) * 255).astype(np.uint8)
 
 
 def _figure(uri: str, caption: str) -> str:
@@ -97,6 +106,14 @@ def write_report(
         listed = "".join(f"<li>{escape(message)}</li>" for message in skipped)
         parts.append(f"<h2>Skipped inputs</h2><ul>{listed}</ul>")
     parts.append("<h2>Predictions</h2>")
+    if any(e.map is not None for item in items for e in item.explanation.classes):
+        legend = png_data_uri(_legend(), size=0)
+        parts.append(
+            "<p>Maps: each location's contribution to the cosine between the image and the "
+            "sub-centroid (their mean is the cosine), input and exemplar on one scale, "
+            f'{MAP_COLOURS}: <img src="{legend}" alt="dark: least, yellow: most"> '
+            "dark: least, yellow: most.</p>"
+        )
     for item in items:
         explanation = item.explanation
         predicted = class_names[explanation.predicted]
@@ -113,9 +130,17 @@ def write_report(
         for evidence in explanation.classes:
             label = escape(class_names[evidence.label])
             text = f"{label}, sub-centroid #{evidence.subcentroid}<br>cos {evidence.score:.3f}"
+            low, high = map_range(evidence.map, evidence.exemplar_map)
+            if evidence.map is not None:
+                shown = overlay(item.pixels, evidence.map, low, high)
+                blocks.append(_figure(png_data_uri(shown), f"where it matches<br>{text}"))
             if evidence.exemplar >= 0:
                 text += f"<br>training image {evidence.exemplar}"
-                blocks.append(_figure(png_data_uri(training_image(evidence.exemplar)), text))
+                exemplar = training_image(evidence.exemplar)
+                if evidence.exemplar_map is not None:
+                    exemplar = overlay(exemplar, evidence.exemplar_map, low, high)
+                    text = f"looks like this part<br>{text}"
+                blocks.append(_figure(png_data_uri(exemplar), text))
             else:
                 blocks.append(f"<figure><figcaption>{text}<br>(no exemplar)</figcaption></figure>")
         if explanation.neighbours:

@@ -7,7 +7,6 @@ valid whenever the checkpoint is loaded again.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -177,6 +176,17 @@ def load_images(
     return loaded, skipped
 
 
+def _has_maps(model, images: torch.Tensor) -> str | None:
+    """``None`` when similarity maps can be drawn for ``model``, else why not."""
+    from deepnc.explain.similarity_maps import pooled_feature_maps
+
+    try:
+        pooled_feature_maps(model, images)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device) -> dict:
     from deepnc.explain.dense_workflow import explain_segmentation
 
@@ -243,6 +253,7 @@ def explain_checkpoint(
     exemplars = training_exemplars(checkpoint, model, train, data)
     occupancy = own_class_occupancy(head.subcentroids.detach().cpu(), train.features, train.labels)
     batch = torch.stack([image for _, image in inputs]).to(device)
+    maps = _has_maps(model, batch[:1])
     explanations = explain_batch(
         model,
         batch,
@@ -250,6 +261,8 @@ def explain_checkpoint(
         train=train,
         top_classes=top_classes,
         neighbours=neighbours,
+        maps=maps is None,
+        exemplar_images=lambda index: data.train[index][0],
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -279,6 +292,7 @@ def explain_checkpoint(
         "sub-centroids": "snapped to training images"
         if checkpoint.snapped
         else "means of features (exemplar: nearest training image)",
+        "similarity maps": "yes" if maps is None else f"none: {maps}",
     }
     page = write_report(
         out,
@@ -291,7 +305,7 @@ def explain_checkpoint(
         facts=facts,
     )
     records = [
-        {"name": name, "true": truth, **dataclasses.asdict(explanation)}
+        {"name": name, "true": truth, **explanation.to_dict()}
         for (name, _), explanation, truth in zip(inputs, explanations, truths, strict=True)
     ]
     (out / "explanations.json").write_text(json.dumps(records, indent=2))
