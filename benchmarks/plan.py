@@ -74,6 +74,7 @@ STEPS = (
     *(_classification(name) for name in CLASSIFICATION_CONFIGS),
     Step("fashion_mnist_ablation", "fashion_mnist_ablation"),
     Step("fashion_mnist_snap", "fashion_mnist_snap"),
+    Step("faithfulness", "faithfulness"),
     Step("segmentation_compare", "segmentation_compare"),
     Step("segmentation_tuning", "segmentation_tuning"),
     Step("head_overhead", "head_overhead", trains=False),
@@ -86,6 +87,7 @@ STEPS = (
     Step("sklearn_compare", "sklearn_compare", trains=False),
     Step("fit_compare", "fit_compare"),
     Step("predict_throughput", "predict_throughput"),
+    Step("segmentation_data", "segmentation_data"),
     Step("tuning_study", "tuning_study"),
 )
 

@@ -20,8 +20,15 @@ from pathlib import Path
 from benchmarks.common import ROOT, relative
 from benchmarks.plan import BUDGET_DESCRIPTIONS
 from benchmarks.report_accuracy import ablation, classification, segmentation, snapping
-from benchmarks.report_beyond import estimator, fitted, new_classes, openset, predicted
-from benchmarks.report_cost import cost
+from benchmarks.report_beyond import (
+    estimator,
+    faithfulness,
+    fitted,
+    new_classes,
+    openset,
+    predicted,
+)
+from benchmarks.report_cost import cost, segmentation_data
 from benchmarks.report_format import Results, table
 from benchmarks.report_tuning import dense_tuning, tuning
 
@@ -31,12 +38,14 @@ SECTIONS = (
     ablation,
     snapping,
     segmentation,
+    segmentation_data,
     cost,
     openset,
     new_classes,
     estimator,
     fitted,
     predicted,
+    faithfulness,
     tuning,
     dense_tuning,
 )
