@@ -1,5 +1,6 @@
 """A run folder's cache of its training embeddings (``train_embeddings.safetensors``), so
-that snapping and explaining a fitted model do not embed the training set again.
+that snapping and explaining a model do not embed the training set again (``deepnc fit``
+writes it, and so does the first ``snap`` or ``explain`` of a trained run).
 
 The embeddings depend on the backbone and the head's normalisation, not on the
 sub-centroids: the cache records a fingerprint of every other tensor of the model and
@@ -10,6 +11,7 @@ refitting keep them; training changes them).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -39,8 +41,10 @@ def save_embeddings(run: str | Path, features: torch.Tensor, labels: torch.Tenso
     from safetensors.torch import save_file
 
     path = Path(run) / CACHE_NAME
+    partial = path.with_name(f".{CACHE_NAME}.partial")  # renamed into place once complete
     tensors = {"features": features.float().contiguous(), "labels": labels.long().contiguous()}
-    save_file(tensors, str(path), metadata={"fingerprint": model_fingerprint(model)})
+    save_file(tensors, str(partial), metadata={"fingerprint": model_fingerprint(model)})
+    os.replace(partial, path)
     return path
 
 

@@ -8,6 +8,7 @@ head's input with a forward hook, so it works for any model that holds a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from deepnc.embedding_cache import load_embeddings
+from deepnc.embedding_cache import load_embeddings, save_embeddings
 from deepnc.head import DNCHead
 from deepnc.targets import captured_inputs, single_dnc_head
+
+log = logging.getLogger("deepnc")
 
 __all__ = ["Embeddings", "embed_batch", "embed_dataset", "find_dnc_head", "training_embeddings"]
 
@@ -111,12 +114,17 @@ def training_embeddings(
     progress: bool = False,
 ) -> Embeddings:
     """The training split's :class:`Embeddings`: from the run folder's cache when it was
-    made with this model's weights (``deepnc fit`` writes one, see
-    :mod:`deepnc.embedding_cache`), else embedded now."""
+    made with this model's weights (see :mod:`deepnc.embedding_cache`), else embedded
+    now and cached there (a folder that cannot be written is left alone)."""
     cached = load_embeddings(run, model)
     if cached is not None and len(cached[1]) == len(dataset):
         features, labels = cached
         subcentroids = find_dnc_head(model).subcentroids.detach().cpu()  # (C, K, D)
         scores = torch.einsum("nd,ckd->nck", features, subcentroids).amax(dim=-1)
         return Embeddings(features, labels, scores.argmax(dim=1))
-    return embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    found = embed_dataset(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    try:
+        save_embeddings(run, found.features, found.labels, model)
+    except OSError as error:
+        log.warning("could not cache the training embeddings in %s: %s", run, error)
+    return found
