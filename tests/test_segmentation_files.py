@@ -308,6 +308,48 @@ def test_one_folder_end_to_end_from_the_command_line(tmp_path, capsys):
     assert main(["predict", str(run), str(image), "--masks", str(masks)]) == 0
     written = Image.open(next(masks.iterdir()))
     assert written.size == Image.open(image).size
-    assert main(["explain", str(run), "--test-samples", "3", "--out", str(tmp_path / "x")]) == 0
+    explained = ["explain", str(run), "--test-samples", "3", "--pixel", "10", "10"]
+    assert main([*explained, "--out", str(tmp_path / "x")]) == 0
     records = json.loads((tmp_path / "x" / "dense.json").read_text())
     assert len(records) == 3 and all("pixel_accuracy" in record for record in records)
+    pixels = json.loads((tmp_path / "x" / "pixels.json").read_text())
+    assert len(pixels) == 3 and all(len(p["training_images"]) == 4 for p in pixels)
+    assert (tmp_path / "x" / "pixel_2.png").stat().st_size > 1000
+
+
+def test_a_pixel_is_explained_by_the_training_regions_of_its_sub_centroid(tmp_path):
+    """A trained DNC segmentation model: the deciding sub-centroid of a pixel is the one
+    whose map is highest there, and the training images returned hold pixels that are
+    nearest to it, best first."""
+    from deepnc.config import load_config
+    from deepnc.engine import train
+    from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+    from deepnc.explain.dense_evidence import explain_pixel
+
+    write_segfolder(tmp_path / "data", count=12)
+    config = {
+        "task": "segmentation",
+        "dataset": "segfolder",
+        "data_root": str(tmp_path / "data"),
+        "dataset_options": {"num_classes": 3, **SMALL},
+        "model": "fcn_resnet20",
+        "head_options": {"num_subcentroids": 3},
+        "epochs": 2,
+        "batch_size": 4,
+        "progress": False,
+        "out_dir": str(tmp_path / "run"),
+    }
+    train(load_config(None, config))
+    model, checkpoint = load_trained_model(tmp_path / "run")
+    data = load_checkpoint_dataset(checkpoint)
+    image, _ = data.test[0]
+    evidence = explain_pixel(model, image, (20, 5), data.train, top=3)
+    assert evidence.map.shape == image.shape[-2:]
+    assert abs(float(evidence.map[20, 5]) - evidence.similarity) < 1e-5
+    similarities = [region.similarity for region in evidence.regions]
+    assert len(similarities) == 3 and similarities == sorted(similarities, reverse=True)
+    for region in evidence.regions:
+        assert region.map.shape == region.region.shape
+        assert abs(float(region.map.max()) - region.similarity) < 1e-6
+    with pytest.raises(ValueError, match="outside"):
+        explain_pixel(model, image, (500, 5), data.train)

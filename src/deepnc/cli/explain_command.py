@@ -28,6 +28,14 @@ def add_parser(commands) -> None:
     parser.add_argument("--out", default="report", help="report folder (default: report/)")
     parser.add_argument("--top-classes", type=int, default=3)
     parser.add_argument("--neighbours", type=int, default=5)
+    parser.add_argument(
+        "--pixel",
+        nargs=2,
+        type=int,
+        metavar=("ROW", "COLUMN"),
+        help="segmentation: for this pixel of each input, the training images nearest the "
+        "sub-centroid that labelled it (pixel_<i>.png)",
+    )
     parser.add_argument("--device", default="auto")
 
 
@@ -44,6 +52,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         dataset=arguments.dataset,
         top_classes=arguments.top_classes,
         neighbours=arguments.neighbours,
+        pixel=tuple(arguments.pixel) if arguments.pixel else None,
         device=select_device(arguments.device),
         progress=True,
     )

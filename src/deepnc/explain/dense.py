@@ -27,7 +27,13 @@ from deepnc.data.normalise import to_pixels
 from deepnc.engine.segmentation_plots import class_colours, colour_masks, imshow
 from deepnc.head import DNCHead
 
-__all__ = ["SubCentroidMaps", "plot_subcentroid_map", "subcentroid_maps"]
+__all__ = [
+    "SubCentroidMaps",
+    "dense_head",
+    "plot_pixel_evidence",
+    "plot_subcentroid_map",
+    "subcentroid_maps",
+]
 
 
 @dataclass
@@ -52,6 +58,18 @@ class SubCentroidMaps:
         return counts.view(num_classes, num_subcentroids)
 
 
+def dense_head(model: nn.Module) -> DNCHead:
+    """The DNC pixel head of a segmentation model (its ``classifier``).
+
+    Raises:
+        ValueError: the model is not a segmentation model with a DNC pixel head.
+    """
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, DNCHead) or not hasattr(model, "embed"):
+        raise ValueError("dense explanations need a segmentation model with a DNC pixel head")
+    return head
+
+
 @torch.no_grad()
 def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
     """Run a DNC segmentation model and say which sub-centroid every pixel matched.
@@ -64,9 +82,7 @@ def subcentroid_maps(model: nn.Module, images: torch.Tensor) -> SubCentroidMaps:
     Raises:
         ValueError: the model has no DNC pixel head.
     """
-    head = getattr(model, "classifier", None)
-    if not isinstance(head, DNCHead) or not hasattr(model, "embed"):
-        raise ValueError("dense explanations need a segmentation model with a DNC pixel head")
+    head = dense_head(model)
     was_training = model.training
     model.eval()
     try:
@@ -164,4 +180,43 @@ def plot_subcentroid_map(
     legend.set_title("sub-centroids per class", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_pixel_evidence(
+    image: torch.Tensor,
+    evidence,
+    training_image,
+    *,
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: str | Path,
+) -> None:
+    """The input with the pixel marked and its cosine map to the deciding sub-centroid,
+    then the training images nearest that sub-centroid, their region outlined.
+
+    Args:
+        image: ``(C_in, H, W)`` normalised input.
+        evidence: its :class:`~deepnc.explain.dense_evidence.PixelEvidence`.
+        training_image: training index -> ``(C_in, H', W')`` normalised image.
+    """
+    columns = 2 + len(evidence.regions)
+    figure, axes = plt.subplots(1, columns, figsize=(2.1 * columns, 2.6), squeeze=False)
+    pixels = to_pixels(image, mean, std)
+    row, column = evidence.pixel
+    name = class_names[evidence.label]
+    imshow(axes[0, 0], pixels)
+    axes[0, 0].plot([column], [row], marker="+", color="red", markersize=12, mew=2)
+    axes[0, 0].set_title(f"pixel {evidence.pixel}\n{name} #{evidence.subcentroid}", fontsize=8)
+    axes[0, 1].imshow(evidence.map.numpy(), cmap="viridis")
+    axes[0, 1].axis("off")
+    axes[0, 1].set_title(f"cos to {name} #{evidence.subcentroid}", fontsize=8)
+    for offset, region in enumerate(evidence.regions, start=2):
+        axis = axes[0, offset]
+        imshow(axis, to_pixels(training_image(region.index), mean, std))
+        axis.contour(region.region.numpy().astype(float), levels=[0.5], colors="red", linewidths=1)
+        axis.set_title(f"training image {region.index}\ncos {region.similarity:.3f}", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnc.data import DatasetSplits
-from deepnc.explain.dense import plot_subcentroid_map, subcentroid_maps
+from deepnc.explain.dense import plot_pixel_evidence, plot_subcentroid_map, subcentroid_maps
+from deepnc.explain.dense_evidence import explain_pixel
 
-__all__ = ["explain_segmentation"]
+__all__ = ["explain_pixels", "explain_segmentation"]
 
 BATCH = 16
 
@@ -87,4 +88,51 @@ def explain_segmentation(
                 record["pixel_accuracy"] = float(correct.sum() / labelled.sum().clamp_min(1))
             records.append(record)
     (out / "dense.json").write_text(json.dumps(records, indent=2))
+    return records
+
+
+def explain_pixels(
+    model: nn.Module,
+    data: DatasetSplits,
+    inputs: list[tuple[str, torch.Tensor]],
+    pixel: tuple[int, int],
+    out_dir: str | Path,
+    *,
+    top: int = 4,
+) -> list[dict]:
+    """For ``pixel`` of every input: ``pixel_<i>.png`` and ``pixels.json`` (the deciding
+    sub-centroid and the training images nearest it, see
+    :func:`~deepnc.explain.dense_evidence.explain_pixel`)."""
+    out = Path(out_dir)
+    records = []
+    for number, (name, image) in enumerate(inputs):
+        evidence = explain_pixel(model, image, pixel, data.train, top=top)
+        plot_pixel_evidence(
+            image,
+            evidence,
+            lambda index: data.train[index][0],
+            class_names=data.class_names,
+            mean=data.mean,
+            std=data.std,
+            path=out / f"pixel_{number}.png",
+        )
+        records.append(
+            {
+                "name": name,
+                "pixel": list(evidence.pixel),
+                "label": data.class_names[evidence.label],
+                "subcentroid": evidence.subcentroid,
+                "similarity": evidence.similarity,
+                "figure": f"pixel_{number}.png",
+                "training_images": [
+                    {
+                        "index": r.index,
+                        "similarity": r.similarity,
+                        "region_pixels": int(r.region.sum()),
+                    }
+                    for r in evidence.regions
+                ],
+            }
+        )
+    (out / "pixels.json").write_text(json.dumps(records, indent=2))
     return records

@@ -187,8 +187,8 @@ def _has_maps(model, images: torch.Tensor) -> str | None:
     return None
 
 
-def _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device) -> dict:
-    from deepnc.explain.dense_workflow import explain_segmentation
+def _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device, pixel) -> dict:
+    from deepnc.explain.dense_workflow import explain_pixels, explain_segmentation
 
     truths: list[torch.Tensor | None] = [None] * len(inputs)
     for index in range(min(test_samples, len(data.test))):
@@ -198,6 +198,8 @@ def _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device) 
     if not inputs:
         raise ValueError("no image to explain" + (f": {'; '.join(skipped)}" if skipped else ""))
     explain_segmentation(model, data, inputs, truths, out_dir, device=device)
+    if pixel is not None:
+        explain_pixels(model, data, inputs, pixel, out_dir)
     report = Path(out_dir) / "dense.json"
     return {"report": str(report), "explained": len(inputs), "skipped": skipped}
 
@@ -211,6 +213,7 @@ def explain_checkpoint(
     dataset: str | None = None,
     top_classes: int = 3,
     neighbours: int = 5,
+    pixel: tuple[int, int] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict:
@@ -219,7 +222,9 @@ def explain_checkpoint(
     Writes ``out_dir/index.html`` (self-contained), ``gallery.png``, one
     ``prediction_<i>.png`` per input and ``explanations.json``. Files that cannot be
     decoded are listed in the report and skipped. For a segmentation checkpoint, writes
-    per-pixel sub-centroid maps instead (see :mod:`deepnc.explain.dense_workflow`).
+    per-pixel sub-centroid maps instead (see :mod:`deepnc.explain.dense_workflow`), and
+    with ``pixel`` ``(row, column)`` the training images nearest the sub-centroid that
+    labelled that pixel of each input (``pixel_<i>.png``).
 
     Returns:
         A summary: the report's path, how many inputs were explained and skipped.
@@ -237,7 +242,7 @@ def explain_checkpoint(
     if checkpoint.task == "segmentation":
         data = load_checkpoint_dataset(checkpoint, dataset=dataset)
         inputs, skipped = load_images(list(images), data)
-        return _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device)
+        return _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device, pixel)
     head = find_dnc_head(model)
     data = load_checkpoint_dataset(checkpoint, dataset=dataset)
     inputs, skipped = load_images(list(images), data)
