@@ -31,6 +31,7 @@ __all__ = [
     "find_images",
     "image_batches",
     "read_image",
+    "read_pixels",
 ]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -57,14 +58,8 @@ def decode_image(path: str | Path, facts: Mapping[str, Any]) -> tuple[torch.Tens
     Raises:
         ValueError: the file cannot be read or decoded (the message names it).
     """
-    channels, size = facts["in_channels"], facts["image_size"]
-    try:
-        with Image.open(path) as image:
-            pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read image ({error})") from error
-    tensor = torch.from_numpy(pixels)
-    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    size = facts["image_size"]
+    tensor = read_pixels(path, facts["in_channels"])
     original = tuple(tensor.shape[-2:])
     target = (size, size)
     if facts.get("full_resolution"):
@@ -73,6 +68,21 @@ def decode_image(path: str | Path, facts: Mapping[str, Any]) -> tuple[torch.Tens
     if original != target:
         tensor = resize(tensor, list(target), antialias=True)
     return tensor, original
+
+
+def read_pixels(path: str | Path, channels: int) -> torch.Tensor:
+    """uint8 ``(channels, H, W)`` pixels of an image file, greyscale (1) or RGB (3).
+
+    Raises:
+        ValueError: the file cannot be read or decoded (the message names it).
+    """
+    try:
+        with Image.open(path) as image:
+            pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read image ({error})") from error
+    tensor = torch.from_numpy(pixels)
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
 
 
 def read_image(path: str | Path, facts: Mapping[str, Any]) -> torch.Tensor:

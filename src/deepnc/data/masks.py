@@ -87,9 +87,11 @@ def check_mask_values(
         raise ValueError(f"{where} holds values {bad.tolist()[:10]}; allowed: {allowed}")
 
 
-def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
-    """``(N, H, W)`` integer masks resized to ``(N, size, size)`` by nearest neighbour."""
-    resized = F.interpolate(masks.unsqueeze(1).float(), size=(size, size), mode="nearest-exact")
+def resize_masks(masks: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)`` integer masks resized to ``(N, size, size)`` (or ``(N, *size)``) by
+    nearest neighbour."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    resized = F.interpolate(masks.unsqueeze(1).float(), size=size, mode="nearest-exact")
     return resized.squeeze(1).round().to(masks.dtype)
 
 

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from deepnc.data.base import DatasetSplits
-from deepnc.data.seg_files import SegmentationFiles, read_pixels
+from deepnc.data.image_files import read_pixels
+from deepnc.data.seg_files import SegmentationFiles
 from deepnc.data.seg_layouts import (
     SegmentationLayout,
     ade20k_layout,

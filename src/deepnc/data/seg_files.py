@@ -25,28 +25,14 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
 
+from deepnc.data.image_files import read_pixels
 from deepnc.data.masks import check_mask_values
 from deepnc.data.normalise import normalise
 from deepnc.data.seg_pipeline import SegmentationPipeline, resize_for_eval
 
-__all__ = ["MASK_MODES", "SegmentationFiles", "collate_segmentation", "read_mask", "read_pixels"]
+__all__ = ["MASK_MODES", "SegmentationFiles", "collate_segmentation", "read_mask"]
 
 MASK_MODES = ("L", "P", "I", "I;16", "1")  # single-channel label images
-
-
-class UnreadableFileError(ValueError):
-    """An image or mask file that cannot be decoded (the message names it)."""
-
-
-def read_pixels(path: str | Path, channels: int) -> torch.Tensor:
-    """uint8 ``(channels, H, W)`` pixels of an image file (greyscale or RGB)."""
-    try:
-        with Image.open(path) as image:
-            pixels = np.array(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise UnreadableFileError(f"cannot read {path}: {error}") from error
-    tensor = torch.from_numpy(pixels)
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
 
 
 def read_mask(path: str | Path, label_map: torch.Tensor | None = None) -> torch.Tensor:
@@ -61,13 +47,13 @@ def read_mask(path: str | Path, label_map: torch.Tensor | None = None) -> torch.
     try:
         with Image.open(path) as image:
             if image.mode not in MASK_MODES:
-                raise UnreadableFileError(
+                raise ValueError(
                     f"{path} must be a single-channel mask of class indices, got mode "
                     f"{image.mode!r}"
                 )
             values = torch.from_numpy(np.array(image, dtype=np.int64))
     except (OSError, UnidentifiedImageError) as error:
-        raise UnreadableFileError(f"cannot read {path}: {error}") from error
+        raise ValueError(f"{path}: cannot read mask ({error})") from error
     if label_map is None:
         return values
     if values.numel() and (values.min() < 0 or values.max() >= len(label_map)):

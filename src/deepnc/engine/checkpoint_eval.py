@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from deepnc.checkpoint import resolve_checkpoint
+from deepnc.data.masks import resize_masks
 from deepnc.data.seg_files import collate_segmentation
 from deepnc.engine.evaluation import evaluate_split
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
@@ -95,7 +95,7 @@ def _draw_predictions(model, split, data, device, path: Path, inference) -> None
         image, mask = split[index]
         size = image.shape[-2:]
         if mask.shape != size:  # a full-resolution mask, shown at the image's size
-            mask = F.interpolate(mask[None, None].float(), size=list(size))[0, 0].long()
+            mask = resize_masks(mask[None], tuple(size))[0]
         scores = infer(model, image[None].to(device), inference, size)
         images.append(image)
         masks.append(mask)

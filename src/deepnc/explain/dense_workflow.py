@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deepnc.data import DatasetSplits
+from deepnc.data.masks import resize_masks
 from deepnc.explain.dense import plot_pixel_evidence, plot_subcentroid_map, subcentroid_maps
 from deepnc.explain.dense_evidence import explain_pixel
 
@@ -55,8 +55,7 @@ def explain_segmentation(
             number = start + offset
             truth = truths[number]
             if truth is not None and truth.shape != image.shape[-2:]:  # shown at image size
-                resized = F.interpolate(truth[None, None].float(), size=list(image.shape[-2:]))
-                truth = resized[0, 0].long()
+                truth = resize_masks(truth[None], tuple(image.shape[-2:]))[0]
             plot_subcentroid_map(
                 image,
                 maps,
