@@ -323,9 +323,23 @@ def faithfulness(results: Results, report_dir: Path, draw: bool, appendix=False)
         f"insertion AUC {ours['insertion_auc_mean']:.3f} (Grad-CAM "
         f"{cam['insertion_auc_mean']:.3f}, random {chance['insertion_auc_mean']:.3f}): "
         + ("better than both on deletion" if deletion else "not better than both on deletion")
-        + (" and on insertion" if insertion else ", not better than both on insertion")
+        + ("; better than both on insertion" if insertion else "; not better on insertion")
+        + (
+            " (every difference within the seeds' spread)"
+            if _within_spread(ours, (cam, chance), ("deletion_auc", "insertion_auc"))
+            else ""
+        )
         + f"; after randomisation its maps keep a rank correlation of "
         f"{ours['randomisation_spearman_mean']:.2f} (Grad-CAM "
         f"{cam['randomisation_spearman_mean']:.2f})."
     )
     return lines + claim("no_claim", verdict)
+
+
+def _within_spread(row: dict, others, keys) -> bool:
+    """Whether ``row`` differs from every other row by less than the larger seed std."""
+    return all(
+        abs(row[f"{key}_mean"] - other[f"{key}_mean"]) < max(row[f"{key}_std"], other[f"{key}_std"])
+        for other in others
+        for key in keys
+    )
