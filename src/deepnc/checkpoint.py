@@ -6,8 +6,9 @@ case may be, the state to resume training from (:class:`TrainingState`) and the
 exemplar index of a snapped model.
 
 On disk the tensors are the model's state dict (sub-centroids and memories included:
-they are buffers) under ``model.``, and the optimiser's per-parameter state under
-``optimizer.``. Everything else (config, dataset facts, epoch, scheduler and scaler
+they are buffers) under ``model.``, the optimiser's per-parameter state under
+``optimizer.`` and, for a checkpoint taken inside an epoch, the generators' states under
+``rng.``. Everything else (config, dataset facts, epoch, scheduler and scaler
 state, the optimiser's hyper-parameters, exemplars) is JSON in the file's metadata under
 ``"deepnc"``, and also in a ``.json`` file beside it for people to read. Loading runs no
 code (no pickle), so a checkpoint from anywhere is safe to open.
@@ -46,6 +47,7 @@ __all__ = [
 FORMAT = "deepnc-checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the checkpoint of a run folder
 MODEL_PREFIX, OPTIMIZER_PREFIX = "model.", "optimizer."  # tensor name prefixes in the file
+RNG_PREFIX = "rng."  # generator states of a mid-epoch checkpoint
 
 
 def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -72,21 +74,32 @@ class TrainingState:
         optimizer: its JSON part (``param_groups`` and non-tensor per-parameter values).
         scheduler: ``scheduler.state_dict()``.
         scaler: ``GradScaler.state_dict()``, or ``None`` without one.
+        progress: where a checkpoint taken inside an epoch stands (the epoch, the steps
+            done in it, their running figures: see ``deepnc.engine.checkpointing``);
+            ``None`` at an epoch's end.
+        rng: the random generators' states of every process at that point (uint8
+            tensors, ``cpu.<rank>`` and ``cuda.<rank>``), for a mid-epoch resume.
     """
 
     optimizer_tensors: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     scaler: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
-    def capture(cls, optimizer, scheduler, scaler=None) -> TrainingState:
+    def capture(
+        cls, optimizer, scheduler, scaler=None, *, progress=None, rng=None
+    ) -> TrainingState:
         tensors, json_state = optimizer_state_to_tensors(optimizer)
         return cls(
             optimizer_tensors=_under(OPTIMIZER_PREFIX, tensors),
             optimizer=json_state,
             scheduler=scheduler.state_dict(),
             scaler=scaler.state_dict() if scaler is not None else None,
+            progress=progress,
+            rng=dict(rng or {}),
         )
 
     def restore(self, optimizer, scheduler, scaler=None) -> None:
@@ -162,10 +175,12 @@ class Checkpoint:
         }
         if self.training is not None:
             tensors |= _prefixed(OPTIMIZER_PREFIX, self.training.optimizer_tensors)
+            tensors |= _prefixed(RNG_PREFIX, self.training.rng)
             state |= {
                 "optimizer": self.training.optimizer,
                 "scheduler": self.training.scheduler,
                 "scaler": self.training.scaler,
+                "progress": self.training.progress,
             }
         if self.exemplars is not None:
             state |= {"snapped": True, "exemplars": self.exemplars}
@@ -192,6 +207,8 @@ class Checkpoint:
                 optimizer=state.pop("optimizer"),
                 scheduler=state.pop("scheduler"),
                 scaler=state.pop("scaler", None),
+                progress=state.pop("progress", None),
+                rng=_under(RNG_PREFIX, tensors),
             )
         if "config" not in state or "dataset" not in state:
             raise ValueError(f"{path} is a deepnc file without a model's config and dataset")
@@ -225,16 +242,29 @@ def save_checkpoint(
 
 
 def _atomic_write(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through a temporary file renamed over ``path``: a failure (a full disk, a
+    read-only folder) leaves the previous file as it was and says so, naming the path."""
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _write_error(path, error) from error
     os.close(handle)
     try:
         write(tmp)
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from error
         raise
+
+
+def _write_error(path: Path, error: OSError) -> OSError:
+    cause = error.strerror or str(error)
+    kept = "the previous one is intact" if path.exists() else "there was none before"
+    return OSError(error.errno, f"cannot write {path}: {cause} ({kept})")
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

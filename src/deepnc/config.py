@@ -60,6 +60,9 @@ INCIDENTAL_KEYS = frozenset(
         "download",
         "compile",
         "compile_mode",
+        "checkpoint_every_steps",
+        "checkpoint_every_minutes",
+        "keep_checkpoints",
     }
 )
 SPLITS = ("test", "val")  # what evaluate_on may name
@@ -133,6 +136,10 @@ class TrainConfig:
     out_dir: str = "runs/default"
     progress: bool = True
     threads: int | None = None
+    # Checkpoints inside epochs (beside every epoch's), the newest few kept
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = 10.0
+    keep_checkpoints: int = 3
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the key and what is allowed."""
@@ -144,7 +151,16 @@ class TrainConfig:
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)
-        for key in ("validation_size", "warm_start_samples", "iterations"):
+        minutes = self.checkpoint_every_minutes
+        if minutes is not None and (isinstance(minutes, bool) or not minutes > 0):
+            raise ValueError(f"checkpoint_every_minutes must be > 0 or null, got {minutes!r}")
+        for key in (
+            "validation_size",
+            "warm_start_samples",
+            "iterations",
+            "checkpoint_every_steps",
+            "keep_checkpoints",
+        ):
             value = getattr(self, key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1

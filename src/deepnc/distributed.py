@@ -7,10 +7,20 @@ group (CPU, one GPU) the same code runs and these functions do nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_rows", "all_gather_together", "broadcast_", "is_distributed", "world_size"]
+__all__ = [
+    "all_gather_objects",
+    "all_gather_rows",
+    "all_gather_together",
+    "barrier",
+    "broadcast_",
+    "is_distributed",
+    "world_size",
+]
 
 
 def is_distributed() -> bool:
@@ -90,3 +100,18 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     if is_distributed():
         dist.broadcast(tensor, src=src)
     return tensor
+
+
+def all_gather_objects(value: Any) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` alone."""
+    if not is_distributed():
+        return [value]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def barrier() -> None:
+    """Wait for every process (nothing alone)."""
+    if is_distributed():
+        dist.barrier()

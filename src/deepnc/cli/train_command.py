@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import textwrap
 
 from deepnc.config import TrainConfig, load_config
+from deepnc.engine.checkpointing import EXIT_PREEMPTED, Preempted
 from deepnc.engine.evaluation import TEST_METRICS
 from deepnc.engine.trainer import train
 
@@ -40,12 +42,27 @@ def add_parser(commands) -> None:
         help="YAML file of config keys, or the name of a shipped recipe (deepnc configs); "
         "default: built-in defaults",
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        choices=("auto",),
+        help="continue the run in out_dir from its newest complete checkpoint (a fresh "
+        "start when there is none), so that a requeued job can repeat its command line",
+    )
 
 
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
     config = load_config(arguments.config, overrides)
-    summary = train(config, resume=arguments.resume)
+    try:
+        summary = train(config, resume=arguments.resume is not None)
+    except Preempted as stopped:
+        print(
+            f"deepnc train: preempted: {stopped}; run the same command with --resume to "
+            f"continue (exit status {EXIT_PREEMPTED})",
+            file=sys.stderr,
+        )
+        return EXIT_PREEMPTED
     split = summary["evaluated_on"]
     metrics = tuple(f"{split}_{name}" for name in TEST_METRICS[summary["task"]])
     keys = ("task", "model", "head", "dataset", "epochs", *metrics, "seconds_per_epoch")

@@ -1,4 +1,5 @@
-"""Augmentation seeded per item: a sampler that hands each index its own seed.
+"""Samplers for runs that stop and resume: augmentation seeded per item, and a pass that
+starts in the middle of an epoch.
 
 With persistent ``DataLoader`` workers, or any number of them, torch's global generator
 in a worker does not follow the epoch, so augmentation drawn from it is not a function of
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
-__all__ = ["SeededSampler", "item_seed"]
+__all__ = ["ResumableSampler", "SeededSampler", "item_seed"]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -54,3 +55,32 @@ class SeededSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+class ResumableSampler(Sampler):
+    """Wrap ``sampler`` so that one pass can leave out its first items: a run resumed in
+    the middle of an epoch takes up the epoch's order where it stopped, without loading
+    the batches it already trained on.
+
+    ``set_epoch`` is passed on. After :meth:`skip_next` ``(n)``, the next pass yields the
+    wrapped sampler's items from the n-th on (and ``len`` says so); later passes are whole.
+    """
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler, self._skip = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def skip_next(self, count: int) -> None:
+        self._skip = count
+
+    def __iter__(self) -> Iterator:
+        skip, self._skip = self._skip, 0
+        for position, item in enumerate(self.sampler):
+            if position >= skip:
+                yield item
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self._skip)

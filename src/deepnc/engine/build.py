@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits, load_dataset
-from deepnc.data.item_seeds import SeededSampler
+from deepnc.data.item_seeds import ResumableSampler, SeededSampler
 from deepnc.data.seg_files import collate_segmentation
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.setup import Runtime
@@ -108,6 +108,7 @@ def build_loaders(
         common["generator"] = torch.Generator().manual_seed(config.seed)
     if getattr(data.train, "seeded_items", False):
         sampler = SeededSampler(sampler, config.seed)
+    sampler = ResumableSampler(sampler)  # a run resumed mid-epoch skips the batches done
     train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
     # Disjoint shards, no padding: every image is counted exactly once over all processes.
     scored = _scored_split(config, data)

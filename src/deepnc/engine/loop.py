@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from tqdm.auto import tqdm
 
 from deepnc.distributed import is_distributed
+from deepnc.engine.checkpointing import EpochProgress, StepCheckpoints
 from deepnc.models.outputs import main_and_aux
 from deepnc.targets import dnc_heads, training_targets
 
@@ -52,6 +53,7 @@ class EpochStats:
     compute_seconds: float
     steps: int
     lr: float
+    stopped: bool = False  # cut short by a preemption (its state was saved first)
 
     @property
     def step_seconds(self) -> float:
@@ -121,6 +123,9 @@ def train_one_epoch(
     description: str = "train",
     after_step: Callable[[], None] | None = None,
     max_steps: int | None = None,
+    start: EpochProgress | None = None,
+    on_start: Callable[[], None] | None = None,
+    checkpoints: StepCheckpoints | None = None,
 ) -> EpochStats:
     """One pass over ``loader`` (or its first ``max_steps`` batches): forward (clustering
     the DNC heads), backward, step.
@@ -140,6 +145,13 @@ def train_one_epoch(
         after_step: called after every optimisation step (for example
             :class:`deepnc.engine.compile.SeedingWatch`).
         max_steps: stop after this many steps (an iteration-based run's last epoch).
+        start: the progress of a run resumed inside this epoch: its figures so far (the
+            loader must already leave out the batches done, see
+            :class:`~deepnc.data.item_seeds.ResumableSampler`).
+        on_start: called once the loader's iterator exists, before the first batch (a
+            resumed run restores its generators there).
+        checkpoints: saves inside the epoch and stops it on preemption
+            (:class:`~deepnc.engine.checkpointing.StepCheckpoints`).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).
@@ -153,9 +165,17 @@ def train_one_epoch(
     tally = torch.zeros(3, dtype=torch.float64, device=device)
     samples = steps = 0
     compute = 0.0
-    start = time.perf_counter()
+    stopped = False
+    if start is not None:
+        tally += torch.tensor(start.tally, dtype=torch.float64, device=device)
+        samples, steps, compute = start.samples, start.step, start.compute_seconds
+    began = time.perf_counter()
+    iterator = iter(loader)
+    if on_start is not None:
+        on_start()
     bar = tqdm(
-        loader,
+        iterator,
+        total=len(loader),
         desc=description,
         disable=None if progress else True,
         leave=False,
@@ -204,9 +224,14 @@ def train_one_epoch(
         tally += torch.stack([loss.detach().double() * labelled, hits, labelled]).double()
         samples += images.shape[0]
         steps += 1
+        if checkpoints is not None and checkpoints.wants_checkpoint(steps):
+            checkpoints.save(EpochProgress(0, steps, samples, tally.tolist(), compute))
+            if checkpoints.stop:
+                stopped = True
+                break
         if not bar.disable:  # a progress bar on a terminal: worth one more wait
             loss_sum, correct, counted = tally.tolist()
-            rate = samples / (time.perf_counter() - start)
+            rate = samples / (time.perf_counter() - began)
             bar.set_postfix(
                 loss=f"{loss_sum / max(1, counted):.3f}",
                 acc=f"{correct / max(1, counted):.3f}",
@@ -220,10 +245,11 @@ def train_one_epoch(
         loss=loss_sum / max(1, counted),
         accuracy=correct / max(1, counted),
         samples=int(samples),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - began,
         compute_seconds=compute,
         steps=steps,
         lr=optimizer.param_groups[0]["lr"],
+        stopped=stopped,
     )
 
 

@@ -20,17 +20,29 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from deepnc.checkpoint import CHECKPOINT_NAME, Checkpoint, TrainingState
+from deepnc.checkpoint import Checkpoint, TrainingState
 from deepnc.config import INCIDENTAL_KEYS, TrainConfig, save_config
 from deepnc.data import DatasetSplits
+from deepnc.distributed import all_gather_objects, barrier
 from deepnc.engine.build import build_data, build_loaders, build_model, build_optimisation
+from deepnc.engine.checkpointing import (
+    EpochProgress,
+    Preempted,
+    PreemptionWatch,
+    RunCheckpoints,
+    StepCheckpoints,
+    capture_rng,
+    restore_rng,
+)
 from deepnc.engine.compile import SeedingWatch, compile_model
 from deepnc.engine.evaluation import TEST_METRICS, evaluate_split, primary_metric
 from deepnc.engine.head_setup import follow_half_life, warm_start_heads
@@ -91,16 +103,18 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
-    checkpoint_path = out / CHECKPOINT_NAME
-    resuming = resume and checkpoint_path.exists()
-    if checkpoint_path.exists() and not resume:
+    checkpoints = RunCheckpoints(out, config.keep_checkpoints)
+    # torchrun --max-restarts: a restarted group resumes by itself
+    resume = resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if checkpoints.candidates() and not resume:
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it or choose another out_dir"
         )
+    saved = checkpoints.newest() if resume else None
     data = build_data(config)
     seed_everything(config.seed)
     model = build_model(config, data.describe())
-    if config.init_from and not resuming:
+    if config.init_from and saved is None:
         report = transfer_backbone(model, config.init_from)
         if runtime.is_main:
             log.info("%s", report.describe())
@@ -116,11 +130,12 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
         model, config, steps_per_epoch, runtime.device
     )
 
-    start_epoch, history = 0, []
-    if resuming:
-        start_epoch = _resume(checkpoint_path, config, data, model, optimizer, scheduler, scaler)
+    start_epoch, history, progress = 0, [], None
+    if saved is not None:
+        start_epoch, progress = _resume(saved, config, data, model, optimizer, scheduler, scaler)
         history = [row for row in read_metrics(out) if row["epoch"] <= start_epoch]
-        log.info("resuming %s after epoch %d of %d", out, start_epoch, epochs)
+        inside = f", {progress.step} steps into the next" if progress else ""
+        log.info("resuming %s after epoch %d%s of %d", out, start_epoch, inside, epochs)
     else:
         if resume:
             log.info("no checkpoint in %s: starting from the beginning", out)
@@ -141,56 +156,89 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
         network = compile_model(network, config.compile_mode)
         after_step = SeedingWatch(model)
 
+    def snapshot(epoch: int, progress: dict | None = None, rng=None) -> Checkpoint:
+        training = TrainingState.capture(optimizer, scheduler, scaler, progress=progress, rng=rng)
+        return Checkpoint(
+            model=dict(model.state_dict()),
+            config=config.to_dict(),
+            dataset=data.describe(),
+            epoch=epoch,
+            training=training,
+        )
+
+    def save_inside_epoch(progress: EpochProgress) -> None:  # every process calls it
+        ranks, rng = all_gather_objects(progress.to_dict()), capture_rng()
+        if runtime.is_main:
+            checkpoints.save(snapshot(progress.epoch, {"step": progress.step, "ranks": ranks}, rng))
+        barrier()
+
     ignore_index = data.ignore_index if data.ignore_index is not None else -100
     inference = InferenceOptions.from_config(config.inference)
-    for epoch in range(start_epoch, epochs):
-        train_loader.sampler.set_epoch(epoch)
-        torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
-        stats = train_one_epoch(
-            network,
-            train_loader,
-            optimizer,
-            device=runtime.device,
-            scheduler=scheduler,
-            amp=config.amp,
-            amp_dtype=config.amp_dtype,
-            scaler=scaler,
-            grad_clip=config.grad_clip,
-            label_smoothing=config.label_smoothing,
-            ignore_index=ignore_index,
-            aux_weight=config.aux_weight,
-            progress=config.progress and runtime.is_main,
-            description=f"epoch {epoch + 1}/{epochs}",
-            after_step=after_step,
-            max_steps=config.total_steps(steps_per_epoch) - epoch * steps_per_epoch,
+    with PreemptionWatch() as preemption:
+        inside = StepCheckpoints(
+            save_inside_epoch,
+            steps_per_epoch,
+            every_steps=config.checkpoint_every_steps,
+            every_minutes=config.checkpoint_every_minutes,
+            preemption=preemption,
         )
-        row = _epoch_row(config, data, epoch, stats)
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs:
-            result = evaluate_split(
-                model,
-                test_loader,
-                data,
-                runtime.device,
+        for epoch in range(start_epoch, epochs):
+            inside.epoch = epoch
+            train_loader.sampler.set_epoch(epoch)
+            torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
+            on_start = None
+            if progress is not None:  # take the epoch up where the checkpoint left it
+                train_loader.sampler.skip_next(progress.step * config.batch_size)
+                rng = saved.training.rng
+                on_start = lambda rng=rng: restore_rng(rng, runtime.rank)  # noqa: E731
+            stats = train_one_epoch(
+                network,
+                train_loader,
+                optimizer,
+                device=runtime.device,
+                scheduler=scheduler,
                 amp=config.amp,
                 amp_dtype=config.amp_dtype,
-                inference=inference,
+                scaler=scaler,
+                grad_clip=config.grad_clip,
+                label_smoothing=config.label_smoothing,
+                ignore_index=ignore_index,
+                aux_weight=config.aux_weight,
+                progress=config.progress and runtime.is_main,
+                description=f"epoch {epoch + 1}/{epochs}",
+                after_step=after_step,
+                max_steps=config.total_steps(steps_per_epoch) - epoch * steps_per_epoch,
+                start=progress,
+                on_start=on_start,
+                checkpoints=inside,
             )
-            summary = result.summary()
-            scored = config.evaluate_on
-            row.update({f"{scored}_{name}": summary[name] for name in TEST_METRICS[data.task]})
-        history.append(row)
-        if runtime.is_main:
-            _log_epoch(config, data, row, stats, epochs)
-            append_metrics(out, row)
-            Checkpoint(
-                model=dict(model.state_dict()),
-                config=config.to_dict(),
-                dataset=data.describe(),
-                epoch=epoch + 1,
-                training=TrainingState.capture(optimizer, scheduler, scaler),
-            ).save(checkpoint_path)
-            for hook in hooks:
-                hook()
+            progress = None
+            if stats.stopped:
+                raise Preempted(f"stopped in epoch {epoch + 1} after {stats.steps} steps; saved")
+            row = _epoch_row(config, data, epoch, stats)
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs:
+                result = evaluate_split(
+                    model,
+                    test_loader,
+                    data,
+                    runtime.device,
+                    amp=config.amp,
+                    amp_dtype=config.amp_dtype,
+                    inference=inference,
+                )
+                summary = result.summary()
+                scored = config.evaluate_on
+                row.update({f"{scored}_{name}": summary[name] for name in TEST_METRICS[data.task]})
+            history.append(row)
+            if runtime.is_main:
+                _log_epoch(config, data, row, stats, epochs)
+                append_metrics(out, row)
+                checkpoints.save(snapshot(epoch + 1))
+                for hook in hooks:
+                    hook()
+            barrier()
+            if preemption.requested:
+                raise Preempted(f"stopped after epoch {epoch + 1}; saved")
 
     summary = run_summary(config, data, model, history, runtime.world_size, runtime.device)
     if runtime.is_main:
@@ -227,30 +275,37 @@ def _log_epoch(config: TrainConfig, data: DatasetSplits, row: dict, stats, epoch
     )
 
 
-def _resume(path: Path, config: TrainConfig, data, model, optimizer, scheduler, scaler) -> int:
-    """Load the run's checkpoint into the freshly built parts; return its epoch.
+def _resume(
+    saved: Checkpoint, config: TrainConfig, data, model, optimizer, scheduler, scaler
+) -> tuple[int, EpochProgress | None]:
+    """Load the run's newest checkpoint into the freshly built parts; return the epochs
+    it finished and, for one taken inside an epoch, this process's progress in it.
 
     Raises:
         ValueError: the checkpoint does not match the configuration or the dataset, or
             holds no training state (a snapped or exported model).
     """
-    saved = Checkpoint.load(path)
     current = config.to_dict()
     changed = sorted(
         key
         for key in current
         if key not in _RESUMABLE_CHANGES and saved.config.get(key) != current[key]
     )
+    where = config.out_dir
     if changed:
         details = ", ".join(f"{k}: {saved.config.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {path}: the configuration changed ({details})")
+        raise ValueError(f"cannot resume {where}: the configuration changed ({details})")
     if saved.num_classes != data.num_classes:
         raise ValueError(
-            f"cannot resume {path}: it was trained with {saved.num_classes} classes, "
+            f"cannot resume {where}: it was trained with {saved.num_classes} classes, "
             f"the dataset now has {data.num_classes}"
         )
     if saved.training is None:
-        raise ValueError(f"cannot resume {path}: it holds no training state (a model for use)")
+        raise ValueError(f"cannot resume {where}: it holds no training state (a model for use)")
     model.load_state_dict(saved.model)
     saved.training.restore(optimizer, scheduler, scaler)
-    return saved.epoch
+    progress = saved.training.progress
+    if progress is None:
+        return saved.epoch, None
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return saved.epoch, EpochProgress.from_dict(progress["ranks"][rank])

@@ -1,0 +1,181 @@
+"""Faults, injected: a run killed or preempted inside an epoch, a disk that fills during a
+save, a truncated newest checkpoint, a DDP worker killed under torchrun --max-restarts.
+Each time nothing is lost beyond the checkpoint interval, and the run ends bit for bit
+where an uninterrupted one ends (CPU)."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import deepnc.checkpoint as checkpoint_module
+from deepnc.checkpoint import Checkpoint
+from deepnc.config import load_config
+from deepnc.engine import train
+from deepnc.engine.checkpointing import EXIT_PREEMPTED
+
+# 320 digits in batches of 32: 10 steps an epoch, 3 epochs, a checkpoint every 4 steps
+TINY = ["--dataset", "digits", "--train_subset", "320", "--batch_size", "32"]
+TINY += ["--epochs", "3", "--lr", "0.05", "--progress", "false", "--workers", "0"]
+EVERY = ["--checkpoint_every_steps", "4", "--checkpoint_every_minutes", "null"]
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "deepnc", "train", *TINY, "--out_dir", str(out), *extra]
+
+
+def _same_model(first: Path, second: Path) -> bool:
+    one, two = Checkpoint.load(first).model, Checkpoint.load(second).model
+    return one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run (no checkpoint inside its epochs)."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    subprocess.run(_command(out), check=True, capture_output=True, timeout=300)
+    return out
+
+
+def _progress(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "checkpoint.json").read_text()).get("progress")
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_for_mid_epoch_checkpoint(process, out: Path, after_step: int) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        progress = _progress(out)
+        if progress and progress["step"] >= after_step:
+            return
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint inside an epoch appeared")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [4, 8])
+def test_sigkill_inside_an_epoch_then_resume(tmp_path, reference, step):
+    out = tmp_path / "run"
+    process = subprocess.Popen(_command(out, *EVERY), stderr=subprocess.DEVNULL)
+    _wait_for_mid_epoch_checkpoint(process, out, step)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    saved = Checkpoint.load(out)
+    assert saved.training.progress is not None  # killed inside an epoch
+    subprocess.run(_command(out, *EVERY, "--resume"), check=True, capture_output=True)
+    assert _same_model(out, reference)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    for row, want in zip(rows, expected, strict=True):  # the epochs' own figures too
+        assert row["train_loss"] == want["train_loss"] and row["test_top1"] == want["test_top1"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_stops_with_a_requeue_status_and_resume_auto_continues(tmp_path, reference):
+    out = tmp_path / "run"
+    # no interval at all: only the preemption writes a checkpoint inside the epoch
+    quiet = ["--checkpoint_every_steps", "null", "--checkpoint_every_minutes", "null"]
+    process = subprocess.Popen(_command(out, *quiet), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.02)  # training has started: the run folder is written
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_PREEMPTED, stderr
+    assert "preempted" in stderr and "--resume" in stderr
+    done = subprocess.run(_command(out, *quiet, "--resume", "auto"), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert _same_model(out, reference)
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    config = load_config(None, [*TINY, *EVERY, "--out_dir", str(tmp_path / "run")])
+    reference = load_config(None, [*TINY, "--out_dir", str(tmp_path / "reference")])
+    train(reference)
+    real_save = checkpoint_module.save_file
+    calls = {"count": 0}
+
+    def full_disk(tensors, filename, metadata=None):
+        calls["count"] += 1
+        if calls["count"] == 3:  # the third checkpoint: half written, then no space left
+            Path(filename).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint_module, "save_file", full_disk)
+    with pytest.raises(OSError, match=r"cannot write .*checkpoint.*No space left on device"):
+        train(config)
+    kept = Checkpoint.load(tmp_path / "run")  # the second checkpoint, whole
+    assert kept.training.progress["step"] == 8
+    assert not list((tmp_path / "run").glob(".*tmp"))  # no half-written file left behind
+    monkeypatch.setattr(checkpoint_module, "save_file", real_save)
+    train(config, resume=True)
+    assert _same_model(tmp_path / "run", tmp_path / "reference")
+
+
+def test_a_read_only_folder_fails_with_a_message_naming_it(tmp_path, monkeypatch):
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(checkpoint_module.tempfile, "mkstemp", refused)
+    config = load_config(None, [*TINY, "--epochs", "1", "--out_dir", str(tmp_path / "run")])
+    with pytest.raises(OSError, match=r"cannot write .*run.*Permission denied"):
+        train(config)
+
+
+def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
+    config = load_config(None, [*TINY, *EVERY, "--out_dir", str(tmp_path / "run")])
+    train(config)
+    newest = tmp_path / "run" / "checkpoint.safetensors"  # the last epoch's
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="skipping the checkpoint .*checkpoint.safetensors"):
+        train(config, resume=True)  # from the one before: 8 steps into the last epoch
+    assert Checkpoint.load(newest).epoch == 3
+    reference = load_config(None, [*TINY, "--out_dir", str(tmp_path / "reference")])
+    train(reference)
+    assert _same_model(tmp_path / "run", tmp_path / "reference")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
+    reason="needs torchrun",
+)
+def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
+    """Two CPU processes (gloo) under torchrun --max-restarts 1: one worker is killed
+    after a checkpoint inside an epoch; the group restarts, resumes from it by itself
+    (no --resume on the command line) and ends where an uninterrupted group ends."""
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def group(out: Path, restarts: int) -> list[str]:
+        launcher = [torchrun, "--standalone", "--nproc_per_node", "2"]
+        launcher += ["--max-restarts", str(restarts), "-m", "deepnc", "train"]
+        return [*launcher, *TINY, *EVERY, "--out_dir", str(out), "--threads", "1"]
+
+    subprocess.run(
+        group(tmp_path / "reference", 0), check=True, capture_output=True, env=environment
+    )
+    out = tmp_path / "run"
+    process = subprocess.Popen(group(out, 1), stderr=subprocess.PIPE, text=True, env=environment)
+    _wait_for_mid_epoch_checkpoint(process, out, 4)
+    workers = subprocess.run(
+        ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
+    ).stdout.split()
+    victim = max(int(pid) for pid in workers if int(pid) != process.pid)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "resuming" in stderr
+    assert _same_model(out, tmp_path / "reference")
