@@ -88,6 +88,7 @@ STEPS = (
     Step("fit_compare", "fit_compare"),
     Step("predict_throughput", "predict_throughput"),
     Step("segmentation_data", "segmentation_data"),
+    Step("checkpoint_cost", "checkpoint_cost", trains=False),
     Step("tuning_study", "tuning_study"),
 )
 

@@ -28,7 +28,7 @@ from benchmarks.report_beyond import (
     openset,
     predicted,
 )
-from benchmarks.report_cost import cost, segmentation_data
+from benchmarks.report_cost import checkpoint_cost, cost, segmentation_data
 from benchmarks.report_format import Results, table
 from benchmarks.report_tuning import dense_tuning, tuning
 
@@ -40,6 +40,7 @@ SECTIONS = (
     segmentation,
     segmentation_data,
     cost,
+    checkpoint_cost,
     openset,
     new_classes,
     estimator,

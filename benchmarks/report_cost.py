@@ -205,3 +205,38 @@ def segmentation_data(results: Results, report_dir: Path, draw: bool, appendix=F
         + "."
     )
     return lines + claim("no_claim", verdict)
+
+
+def checkpoint_cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    """Section 5b: what a checkpoint save costs (benchmarks/checkpoint_cost.py)."""
+    data = results.get("checkpoint_cost")
+    lines = opening(
+        "5b. Checkpoints: what a save costs", data, "checkpoint_cost", results, appendix
+    )
+    if not data:
+        return lines
+    minutes = data["default_interval_seconds"] / 60
+    rows = [
+        [
+            f"every {minutes:.0f} minutes (the default)",
+            f"{100 * data['share_at_default_interval']:.3f}%",
+        ],
+        ["every epoch", f"{100 * data['share_at_every_epoch']:.3f}%"],
+        ["every 100 steps", f"{100 * data['share_every_100_steps']:.3f}%"],
+    ]
+    lines += [
+        f"The Fashion-MNIST ResNet-20 recipe: a checkpoint of the run's whole state "
+        f"({data['checkpoint_bytes'] / 1e6:.2f} MB: model, optimiser, scheduler, every "
+        f"process's generators) saves in {1000 * data['save_seconds']:.1f} ms through the "
+        f"rotation of the run folder; a training step takes {1000 * data['step_seconds']:.0f} "
+        f"ms ({data['steps_per_epoch']} steps an epoch). Share of training time:",
+        "",
+        *table(["checkpoint", "share of training time"], rows),
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    share = data["share_at_default_interval"]
+    verdict = f"a save costs {100 * share:.3f}% of training time at the default interval " + (
+        "(this library's target: at most 2%)." if share <= 0.02 else "(over the 2% target)."
+    )
+    return lines + claim("no_claim", verdict)

@@ -21,7 +21,7 @@ LAYERS = (
     ),
     ("data", "data"),
     ("models", "models"),
-    ("engine", "config engine compare"),
+    ("engine", "config recipes engine compare"),
     ("explain", "explain"),
     ("cli", "cli __main__"),
 )

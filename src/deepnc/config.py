@@ -26,6 +26,7 @@ from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
 from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.head import DNCHead
 from deepnc.models.registry import HEADS
+from deepnc.recipes import find_config
 from deepnc.warm_start import HEAD_INITS
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
     "SPLITS",
     "TASKS",
     "TrainConfig",
-    "find_config",
-    "list_configs",
     "load_config",
     "parse_overrides",
     "save_config",
@@ -283,39 +282,6 @@ def parse_overrides(arguments: list[str]) -> dict[str, Any]:
         overrides[key.replace("-", "_")] = yaml.safe_load(value)
         index += 1
     return overrides
-
-
-RECIPES = Path(__file__).with_name("configs")  # the recipes that ship with the package
-
-
-def list_configs() -> dict[str, str]:
-    """The shipped recipes: ``{name: first line of its description}``."""
-    recipes = {}
-    for path in sorted(RECIPES.glob("*.yaml")):
-        first = path.read_text().splitlines()[0] if path.read_text() else ""
-        recipes[path.stem] = first.removeprefix("#").strip()
-    return recipes
-
-
-def find_config(path: str | Path) -> Path:
-    """A YAML file: ``path`` itself if it exists, else the shipped recipe of that name
-    (``fashion-mnist_resnet20`` or ``fashion-mnist_resnet20.yaml``).
-
-    Raises:
-        FileNotFoundError: neither; the message lists the recipes.
-    """
-    given = Path(path)
-    if given.is_file():
-        return given
-    name = given.name.removesuffix(".yaml")
-    shipped = RECIPES / f"{name}.yaml"
-    if shipped.is_file() and given.parent in (Path("."), Path("configs")):
-        return shipped
-    recipes = list(list_configs())
-    raise FileNotFoundError(
-        f"no config file {str(path)!r} and no shipped recipe {name!r}; the recipes "
-        f"(deepnc configs): {recipes}.{did_you_mean(name, recipes)}"
-    )
 
 
 def load_config(

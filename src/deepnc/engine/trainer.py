@@ -4,11 +4,14 @@ The run folder (``config.out_dir``) receives:
 
 - ``config.yaml``: the resolved configuration;
 - ``metrics.jsonl``: one JSON row per epoch (train and test loss and top-1, seconds);
-- ``checkpoint.safetensors`` (+ ``.json``): the state after the last finished epoch;
+- ``checkpoint.safetensors`` (+ ``.json``): the newest state, after an epoch or inside
+  one (``checkpoint_every_steps`` / ``_minutes``, and on SIGTERM), the ones it replaced
+  in ``checkpoints/`` (:mod:`~deepnc.engine.checkpointing`);
 - ``curves.png`` (drawn from ``metrics.jsonl``) and, at the end, ``summary.json``.
 
-Every epoch re-seeds torch's generator and the sampler from ``(seed, epoch)``, so a run
-resumed from its checkpoint continues exactly as the uninterrupted run would have.
+Every epoch re-seeds torch's generator and the sampler from ``(seed, epoch)``, and a
+checkpoint inside an epoch keeps the generators' states, so a run resumed from its newest
+checkpoint continues exactly as the uninterrupted run would have.
 
 The parts: :mod:`~deepnc.engine.build` makes the data, model, loaders and optimiser;
 :mod:`~deepnc.engine.head_setup` prepares the DNC heads; :mod:`~deepnc.engine.loop` runs
