@@ -170,6 +170,10 @@ def train_one_epoch(
         tally += torch.tensor(start.tally, dtype=torch.float64, device=device)
         samples, steps, compute = start.samples, start.step, start.compute_seconds
     began = time.perf_counter()
+    # Earlier versions let tqdm.auto make (and drop) one iterator of the loader before the
+    # loop's own: that cost one draw of the loader's generator, which the runs recorded in
+    # RESULTS.md made. The draw stays, so they regenerate bit for bit; the iterator goes.
+    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
     iterator = iter(loader)
     if on_start is not None:
         on_start()
