@@ -24,6 +24,7 @@ preemption, and found again after a crash.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -172,8 +173,6 @@ class RunCheckpoints:
 
 def _name_of(path: Path) -> str:
     """``epoch<E>-step<S>`` of a checkpoint, from its readable JSON beside it."""
-    import json
-
     try:
         state = json.loads(path.with_suffix(".json").read_text())
     except (OSError, ValueError):
@@ -222,6 +221,8 @@ class StepCheckpoints:
         every_steps: save every this many steps of the run (``None``: never).
         every_minutes: save when this many minutes have passed since the last save.
         preemption: the run's :class:`PreemptionWatch`.
+        device: where the processes' agreement is reduced (NCCL reduces CUDA tensors
+            only: the run's device).
     """
 
     def __init__(
@@ -232,13 +233,14 @@ class StepCheckpoints:
         every_steps: int | None = None,
         every_minutes: float | None = None,
         preemption: PreemptionWatch | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         self._save, self.steps_per_epoch = save, steps_per_epoch
         self.every_steps, self.every_minutes = every_steps, every_minutes
         self.preemption = preemption or PreemptionWatch()
         self.epoch, self.stop = 0, False
         self._last_save = time.monotonic()
-        self._distributed = is_distributed()
+        self._distributed, self.device = is_distributed(), torch.device(device)
 
     def wants_checkpoint(self, step: int) -> bool:
         """After ``step`` steps of the current epoch: save now? (Host-side; under DDP a
@@ -253,7 +255,7 @@ class StepCheckpoints:
             if step % AGREE_EVERY:
                 late = asked = False
             else:
-                flags = torch.tensor([float(late), float(asked)])
+                flags = torch.tensor([float(late), float(asked)], device=self.device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                 late, asked = bool(flags[0]), bool(flags[1])
         self.stop = asked

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from deepnc.checkpoint import Checkpoint, TrainingState
@@ -135,7 +134,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
 
     start_epoch, history, progress = 0, [], None
     if saved is not None:
-        start_epoch, progress = _resume(saved, config, data, model, optimizer, scheduler, scaler)
+        parts = (model, optimizer, scheduler, scaler)
+        start_epoch, progress = _resume(saved, config, data, *parts, rank=runtime.rank)
         history = [row for row in read_metrics(out) if row["epoch"] <= start_epoch]
         inside = f", {progress.step} steps into the next" if progress else ""
         log.info("resuming %s after epoch %d%s of %d", out, start_epoch, inside, epochs)
@@ -184,6 +184,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
             every_steps=config.checkpoint_every_steps,
             every_minutes=config.checkpoint_every_minutes,
             preemption=preemption,
+            device=runtime.device,
         )
         for epoch in range(start_epoch, epochs):
             inside.epoch = epoch
@@ -279,7 +280,7 @@ def _log_epoch(config: TrainConfig, data: DatasetSplits, row: dict, stats, epoch
 
 
 def _resume(
-    saved: Checkpoint, config: TrainConfig, data, model, optimizer, scheduler, scaler
+    saved: Checkpoint, config: TrainConfig, data, model, optimizer, scheduler, scaler, *, rank: int
 ) -> tuple[int, EpochProgress | None]:
     """Load the run's newest checkpoint into the freshly built parts; return the epochs
     it finished and, for one taken inside an epoch, this process's progress in it.
@@ -310,5 +311,4 @@ def _resume(
     progress = saved.training.progress
     if progress is None:
         return saved.epoch, None
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     return saved.epoch, EpochProgress.from_dict(progress["ranks"][rank])
