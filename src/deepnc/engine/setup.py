@@ -3,11 +3,23 @@
 One code path: a plain ``deepnc train`` is a world of one process; under ``torchrun``
 the environment variables ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` start DDP (NCCL
 on CUDA, gloo on CPU).
+
+Restarts under ``torchrun --max-restarts``: torchrun's agent keeps one key-value store
+(its "shared TCPStore") for the whole job and hands the same one to every restarted
+group, so the keys the previous group wrote there (where each process listens) are still
+there. A restarted process that reads one before its new peer overwrites it connects to
+a dead process: gloo's ``connectFullMesh`` fails with "Connection refused", or the group
+hangs in ``init_process_group`` (pytorch/pytorch#135712; so in torch 2.14). On one node
+every process of a group has the agent's restart count, so each restart here gets keys
+of its own (``deepnc/restart_<n>/``). Across nodes the counts can differ; there the
+group is joined as torch does it, and a warning names torchrun's own switch
+(``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: a fresh store for every restart).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from collections.abc import Iterator
@@ -16,16 +28,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 __all__ = [
     "Runtime",
     "deterministic_algorithms",
     "epoch_seed",
+    "join_process_group",
     "seed_everything",
     "select_device",
     "start_runtime",
     "stop_runtime",
 ]
+
+log = logging.getLogger("deepnc")
 
 
 @dataclass
@@ -78,9 +94,41 @@ def start_runtime(device: str = "auto") -> Runtime:
         torch.cuda.set_device(chosen)
     started = False
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        join_process_group("nccl" if chosen.type == "cuda" else "gloo", world)
         started = True
     return Runtime(chosen, dist.get_rank(), dist.get_world_size(), started)
+
+
+def join_process_group(backend: str, world: int) -> None:
+    """``init_process_group`` of ``world`` processes from torchrun's environment; a
+    restarted group on one node on keys of its own in the agent's store (see the module
+    docstring)."""
+    environment = os.environ
+    if environment.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend)
+        return
+    restart = int(environment.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if int(environment.get("GROUP_WORLD_SIZE", "1")) > 1:
+        restarts = int(environment.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+        if restarts > 0 and environment.get("RANK") == "0":
+            log.warning(
+                "torchrun restarts across nodes share one store whose old keys can stall "
+                "the restarted group (pytorch/pytorch#135712): start torchrun with "
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+            )
+        dist.init_process_group(backend)
+        return
+    store = dist.TCPStore(
+        environment["MASTER_ADDR"],
+        int(environment["MASTER_PORT"]),
+        world,
+        is_master=False,
+        timeout=default_pg_timeout,
+    )
+    own_keys = dist.PrefixStore(f"deepnc/restart_{restart}/", store)
+    dist.init_process_group(
+        backend, store=own_keys, rank=int(environment["RANK"]), world_size=world
+    )
 
 
 def stop_runtime(runtime: Runtime) -> None:
