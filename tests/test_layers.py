@@ -11,7 +11,8 @@ SOURCE = Path(deepnc.__file__).parent
 LAYERS = (
     (
         "foundation",
-        "_version _extras _validate grouping counter_random distributed checkpoint embedding_cache",
+        "_version _extras _validate grouping counter_random distributed checkpoint embedding_cache "
+        "progress",
     ),
     (
         "method",

@@ -28,6 +28,7 @@ from deepnc import distributed
 from deepnc.grouping import class_counts, rank_within_class
 from deepnc.head import DNCHead
 from deepnc.head_checks import usable_rows
+from deepnc.progress import progress_bar
 from deepnc.targets import dnc_heads, restored_buffers
 
 __all__ = ["HEAD_INITS", "WarmStartReport", "warm_start"]
@@ -191,7 +192,4 @@ def _broadcast_head(head: DNCHead) -> None:
 def _progress(batches: Iterable, enabled: bool) -> Iterable:
     if not enabled:
         return batches
-    from tqdm.auto import tqdm
-
-    total = len(batches) if hasattr(batches, "__len__") else None
-    return tqdm(batches, total=total, desc="warm start", leave=False)
+    return progress_bar(batches, "warm start")

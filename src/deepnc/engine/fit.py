@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from deepnc.checkpoint import CHECKPOINT_NAME, Checkpoint
 from deepnc.config import TrainConfig, save_config
@@ -30,6 +29,7 @@ from deepnc.engine.build import build_data, build_model, count_parameters
 from deepnc.engine.evaluation import TEST_METRICS, evaluate_split
 from deepnc.engine.setup import seed_everything, select_device
 from deepnc.incremental import head_inputs
+from deepnc.progress import progress_bar
 from deepnc.targets import single_dnc_head
 
 __all__ = ["fit_run"]
@@ -65,7 +65,7 @@ def fit_run(config: TrainConfig, *, iterations: int = 10) -> dict[str, Any]:
     head = single_dnc_head(model, "deepnc fit needs")
     start = time.perf_counter()
     loader = DataLoader(data.train, config.eval_batch_size, num_workers=config.workers)
-    batches = tqdm(loader, desc="embedding", disable=None if config.progress else True)
+    batches = progress_bar(loader, "embedding", config.progress, leave=True)
     inputs, labels = head_inputs(model, batches, device)
     embed_seconds = time.perf_counter() - start
     head.fit(inputs.to(device), labels.to(device), iterations=iterations)

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
-from tqdm.auto import tqdm
 
 from deepnc.distributed import is_distributed
 from deepnc.engine.checkpointing import EpochProgress, StepCheckpoints
 from deepnc.models.outputs import main_and_aux
+from deepnc.progress import progress_bar
 from deepnc.targets import dnc_heads, training_targets
 
 __all__ = [
@@ -170,21 +170,9 @@ def train_one_epoch(
         tally += torch.tensor(start.tally, dtype=torch.float64, device=device)
         samples, steps, compute = start.samples, start.step, start.compute_seconds
     began = time.perf_counter()
-    # Earlier versions let tqdm.auto make (and drop) one iterator of the loader before the
-    # loop's own: that cost one draw of the loader's generator, which the runs recorded in
-    # RESULTS.md made. The draw stays, so they regenerate bit for bit; the iterator goes.
-    torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
-    iterator = iter(loader)
-    if on_start is not None:
+    bar = progress_bar(loader, description, progress, dynamic_ncols=True)  # its iterator
+    if on_start is not None:  # (a resumed epoch's generators: after the iterator's draw)
         on_start()
-    bar = tqdm(
-        iterator,
-        total=len(loader),
-        desc=description,
-        disable=None if progress else True,
-        leave=False,
-        dynamic_ncols=True,
-    )
     for images, labels in bar:
         if max_steps is not None and steps >= max_steps:
             break
@@ -278,9 +266,7 @@ def evaluate(
     top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(device)
     confusion = MulticlassConfusionMatrix(num_classes).to(device)
     loss_sum = 0.0
-    for images, labels in tqdm(
-        loader, desc=description, disable=None if progress else True, leave=False
-    ):
+    for images, labels in progress_bar(loader, description, progress):
         images, labels = images.to(device), labels.to(device)
         with autocast(device, amp, amp_dtype):
             logits = model(images)

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
-from tqdm.auto import tqdm
 
 from deepnc.engine.loop import autocast, sum_over_processes
 from deepnc.engine.seg_inference import InferenceOptions, infer
+from deepnc.progress import progress_bar
 
 __all__ = ["SegmentationResult", "evaluate_segmentation", "iou_from_confusion"]
 
@@ -103,9 +103,7 @@ def evaluate_segmentation(
     loss_ignore = -100 if ignore_index is None else ignore_index
     loss_sum = 0.0
     samples = 0
-    for images, masks in tqdm(
-        loader, desc=description, disable=None if progress else True, leave=False
-    ):
+    for images, masks in progress_bar(loader, description, progress):
         pairs = (
             [(images, masks)]
             if isinstance(images, torch.Tensor)

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from deepnc.embedding_cache import load_embeddings, save_embeddings
 from deepnc.head import DNCHead
+from deepnc.progress import progress_bar
 from deepnc.targets import captured_inputs, single_dnc_head
 
 log = logging.getLogger("deepnc")
@@ -90,9 +90,7 @@ def embed_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     features, labels, predictions = [], [], []
     try:
-        for images, batch_labels in tqdm(
-            loader, desc="embedding", disable=None if progress else True, leave=False
-        ):
+        for images, batch_labels in progress_bar(loader, "embedding", progress):
             embedded, logits = embed_batch(model, images.to(device))
             features.append(embedded.cpu())
             labels.append(torch.as_tensor(batch_labels))
