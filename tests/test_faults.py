@@ -22,7 +22,7 @@ import deepnc.checkpoint as checkpoint_module
 from deepnc.checkpoint import Checkpoint
 from deepnc.config import load_config
 from deepnc.engine import train
-from deepnc.engine.checkpointing import EXIT_PREEMPTED
+from deepnc.engine.checkpointing import EXIT_PREEMPTED, PreemptionWatch, StepCheckpoints
 from deepnc.engine.setup import join_process_group
 
 # 320 digits in batches of 32: 10 steps an epoch, 3 epochs, a checkpoint every 4 steps
@@ -150,32 +150,45 @@ def test_a_truncated_newest_checkpoint_is_skipped_with_a_warning(tmp_path):
     assert _same_model(tmp_path / "run", tmp_path / "reference")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
+NEEDS_TORCHRUN = pytest.mark.skipif(
     shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
     reason="needs torchrun",
 )
-def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
-    """Two CPU processes (gloo) under torchrun --max-restarts 1: one worker is killed
-    after a checkpoint inside an epoch; the group restarts once, resumes from it by itself
-    (no --resume on the command line) and ends where an uninterrupted group ends.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    Without keys of its own in torchrun's store, the restarted group read the dead
-    group's addresses about one run in three: "Connection refused", or a hang in
-    ``init_process_group`` (deepnc.engine.setup)."""
-    torchrun = str(Path(sys.executable).with_name("torchrun"))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    def group(out: Path, restarts: int) -> list[str]:
-        launcher = [torchrun, "--standalone", "--nproc_per_node", "2"]
-        launcher += ["--max-restarts", str(restarts), "-m", "deepnc", "train"]
-        return [*launcher, *TINY, *EVERY, "--out_dir", str(out), "--threads", "1"]
+def _group(out: Path, restarts: int, *extra: str) -> list[str]:
+    """Two CPU processes (gloo) under torchrun, training TINY in batches of 8: 20 steps a
+    process an epoch, so the processes' agreement on signals (every 10 steps of the run,
+    and at each epoch's end) falls inside epochs too."""
+    launcher = [str(Path(sys.executable).with_name("torchrun")), "--standalone"]
+    launcher += ["--nproc_per_node", "2", "--max-restarts", str(restarts), "-m", "deepnc"]
+    small = ["--batch_size", "8", "--threads", "1"]
+    return [*launcher, "train", *TINY, *small, "--out_dir", str(out), *extra]
 
-    subprocess.run(
-        group(tmp_path / "reference", 0), check=True, capture_output=True, env=environment
-    )
+
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory) -> Path:
+    """The uninterrupted two-process run."""
+    out = tmp_path_factory.mktemp("ddp") / "reference"
+    subprocess.run(_group(out, 0), check=True, capture_output=True, env=ONE_THREAD, timeout=300)
+    return out
+
+
+@pytest.mark.slow
+@NEEDS_TORCHRUN
+def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path, ddp_reference):
+    """Under torchrun --max-restarts 1 one worker is killed after a checkpoint inside an
+    epoch; the group restarts once, resumes from it by itself (no --resume on the command
+    line) and ends where an uninterrupted group ends.
+
+    Before each restart joined on keys of its own in torchrun's store, the restarted
+    group read the dead group's addresses in 6 runs of 10: "Connection refused", or a
+    hang in ``init_process_group`` (deepnc.engine.setup)."""
     out = tmp_path / "run"
-    process = subprocess.Popen(group(out, 1), stderr=subprocess.PIPE, text=True, env=environment)
+    process = subprocess.Popen(
+        _group(out, 1, *EVERY), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
+    )
     _wait_for_mid_epoch_checkpoint(process, out, 4)
     workers = subprocess.run(
         ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
@@ -185,7 +198,40 @@ def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path):
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-6000:]
     assert "resuming" in stderr and "Connection refused" not in stderr
-    assert _same_model(out, tmp_path / "reference")
+    assert _same_model(out, ddp_reference)
+
+
+@pytest.mark.slow
+@NEEDS_TORCHRUN
+@pytest.mark.parametrize("target", ["agent", "one worker"])
+def test_a_preempted_ddp_group_saves_every_process_and_resumes(tmp_path, ddp_reference, target):
+    """SIGTERM to torchrun (which passes it on to every worker), or SIGUSR1 to one worker
+    only (the other learns it at the next agreement): both processes save (rank 0 writes)
+    and stop; ``--resume auto`` ends where an uninterrupted group ends."""
+    out = tmp_path / "run"
+    quiet = ["--checkpoint_every_steps", "null", "--checkpoint_every_minutes", "null"]
+    process = subprocess.Popen(
+        _group(out, 0, *quiet), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
+    )
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.02)  # the first epoch is done
+    time.sleep(0.3)  # into the second
+    if target == "agent":
+        process.send_signal(signal.SIGTERM)
+    else:
+        workers = subprocess.run(
+            ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
+        ).stdout.split()
+        os.kill(max(int(pid) for pid in workers if int(pid) != process.pid), signal.SIGUSR1)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0, stderr[-6000:]  # torchrun's own status: not finished
+    assert stderr.count("deepnc train: preempted") == 2, stderr[-6000:]  # both processes
+    done = subprocess.run(
+        _group(out, 0, *quiet, "--resume", "auto"), capture_output=True, text=True, env=ONE_THREAD
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    assert _same_model(out, ddp_reference)
 
 
 def test_each_torchrun_restart_joins_on_keys_of_its_own(monkeypatch, caplog):
@@ -210,3 +256,29 @@ def test_each_torchrun_restart_joins_on_keys_of_its_own(monkeypatch, caplog):
         join_process_group("gloo", 1)
     dist.destroy_process_group()
     assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in caplog.text
+
+
+def _agreeing_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        watch = PreemptionWatch()
+        hook = StepCheckpoints(lambda progress: None, steps_per_epoch=5, preemption=watch)
+        watch.requested = rank == 1  # the signal reached one process only
+        answers = [hook.wants_checkpoint(step) for step in range(1, 6)]
+        between_epochs = hook.stop_requested()
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps([answers, between_epochs]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_agree_on_a_signal_even_in_epochs_shorter_than_the_agreement_interval(
+    tmp_path,
+):
+    """5 steps an epoch, agreement every 10: the epoch's last step agrees too, and so does
+    the check between epochs; every process stops at the same step."""
+    torch.multiprocessing.spawn(
+        _agreeing_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2
+    )
+    for rank in range(2):
+        answers, between_epochs = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert answers == [False, False, False, False, True] and between_epochs

@@ -244,23 +244,36 @@ class StepCheckpoints:
 
     def wants_checkpoint(self, step: int) -> bool:
         """After ``step`` steps of the current epoch: save now? (Host-side; under DDP a
-        small collective every ``AGREE_EVERY`` steps.)"""
+        small collective every ``AGREE_EVERY`` steps of the run and at each epoch's last
+        step, so that a short epoch cannot hide a signal.)"""
         run_step = self.epoch * self.steps_per_epoch + step
         due = bool(self.every_steps) and run_step % self.every_steps == 0
         late = self.every_minutes is not None and (
             time.monotonic() - self._last_save >= 60 * self.every_minutes
         )
         asked = self.preemption.requested
-        if self._distributed:
-            if step % AGREE_EVERY:
+        last_of_epoch = step >= self.steps_per_epoch  # the epoch's own checkpoint follows
+        if self._distributed:  # every process takes the same steps: they agree together
+            if run_step % AGREE_EVERY and not last_of_epoch:
                 late = asked = False
             else:
-                flags = torch.tensor([float(late), float(asked)], device=self.device)
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                late, asked = bool(flags[0]), bool(flags[1])
+                late, asked = self._anywhere(late, asked)
         self.stop = asked
-        last_of_epoch = step >= self.steps_per_epoch  # the epoch's own checkpoint follows
         return asked or ((due or late) and not last_of_epoch)
+
+    def stop_requested(self) -> bool:
+        """Was any process asked to stop? Between epochs (a collective under DDP: a
+        signal that came during the evaluation reached one process only)."""
+        (asked,) = self._anywhere(self.preemption.requested)
+        return asked
+
+    def _anywhere(self, *flags: bool) -> list[bool]:
+        """Each flag, true if it is true on any process."""
+        if not self._distributed:
+            return list(flags)
+        values = torch.tensor([float(flag) for flag in flags], device=self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return [bool(value) for value in values.tolist()]
 
     def save(self, progress: EpochProgress) -> None:
         progress.epoch = self.epoch

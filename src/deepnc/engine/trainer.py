@@ -241,7 +241,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
                 for hook in hooks:
                     hook()
             barrier()
-            if preemption.requested:
+            if inside.stop_requested():
                 raise Preempted(f"stopped after epoch {epoch + 1}; saved")
 
     summary = run_summary(config, data, model, history, runtime.world_size, runtime.device)
