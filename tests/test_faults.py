@@ -3,6 +3,7 @@ save, a truncated newest checkpoint, a DDP worker killed under torchrun --max-re
 Each time nothing is lost beyond the checkpoint interval, and the run ends bit for bit
 where an uninterrupted one ends (CPU)."""
 
+import contextlib
 import errno
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,33 @@ def test_sigkill_inside_an_epoch_then_resume(tmp_path, reference, step):
     expected = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
     for row, want in zip(rows, expected, strict=True):  # the epochs' own figures too
         assert row["train_loss"] == want["train_loss"] and row["test_top1"] == want["test_top1"]
+
+
+@pytest.mark.slow
+def test_augmentation_in_workers_resumes_exactly(tmp_path):
+    """Two workers crop the digits: each item's crop is seeded from (seed, epoch, index),
+    not drawn from the worker's generator, so a run killed inside an epoch and resumed
+    sees the crops the uninterrupted run saw."""
+    workers = ["--workers", "2"]
+    reference = tmp_path / "reference"
+    subprocess.run(_command(reference, *workers), check=True, capture_output=True, timeout=300)
+    out = tmp_path / "run"
+    process = subprocess.Popen(_command(out, *EVERY, *workers), stderr=subprocess.DEVNULL)
+    _wait_for_mid_epoch_checkpoint(process, out, 4)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    subprocess.run(_command(out, *EVERY, *workers, "--resume"), check=True, capture_output=True)
+    assert _same_model(out, reference)
+
+
+def test_with_workers_the_numbers_do_not_depend_on_how_many(tmp_path):
+    runs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers{workers}"
+        options = ["--epochs", "1", "--workers", workers, "--out_dir", str(out)]
+        train(load_config(None, [*TINY, *options]))
+        runs.append(out)
+    assert _same_model(*runs)
 
 
 @pytest.mark.slow
@@ -167,6 +196,27 @@ def _group(out: Path, restarts: int, *extra: str) -> list[str]:
     return [*launcher, "train", *TINY, *small, "--out_dir", str(out), *extra]
 
 
+@contextlib.contextmanager
+def _launched(out: Path, restarts: int, *extra: str) -> Iterator[subprocess.Popen]:
+    """A torchrun group running; whatever is left of it is killed at the end (torchrun
+    starts its workers in sessions of their own)."""
+    process = subprocess.Popen(
+        _group(out, restarts, *extra), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
+    )
+    try:
+        yield process
+    finally:
+        for pid in [process.pid, *_workers(out, process)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _workers(out: Path, launcher: subprocess.Popen) -> list[int]:
+    """The process ids of the group's workers, oldest first."""
+    found = subprocess.run(["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True)
+    return sorted(int(pid) for pid in found.stdout.split() if int(pid) != launcher.pid)
+
+
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory) -> Path:
     """The uninterrupted two-process run."""
@@ -186,16 +236,10 @@ def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path, ddp_re
     group read the dead group's addresses in 6 runs of 10: "Connection refused", or a
     hang in ``init_process_group`` (deepnc.engine.setup)."""
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        _group(out, 1, *EVERY), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
-    )
-    _wait_for_mid_epoch_checkpoint(process, out, 4)
-    workers = subprocess.run(
-        ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
-    ).stdout.split()
-    victim = max(int(pid) for pid in workers if int(pid) != process.pid)
-    os.kill(victim, signal.SIGKILL)
-    _, stderr = process.communicate(timeout=300)
+    with _launched(out, 1, *EVERY) as process:
+        _wait_for_mid_epoch_checkpoint(process, out, 4)
+        os.kill(_workers(out, process)[-1], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-6000:]
     assert "resuming" in stderr and "Connection refused" not in stderr
     assert _same_model(out, ddp_reference)
@@ -210,21 +254,16 @@ def test_a_preempted_ddp_group_saves_every_process_and_resumes(tmp_path, ddp_ref
     and stop; ``--resume auto`` ends where an uninterrupted group ends."""
     out = tmp_path / "run"
     quiet = ["--checkpoint_every_steps", "null", "--checkpoint_every_minutes", "null"]
-    process = subprocess.Popen(
-        _group(out, 0, *quiet), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
-    )
-    deadline = time.time() + 120
-    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
-        time.sleep(0.02)  # the first epoch is done
-    time.sleep(0.3)  # into the second
-    if target == "agent":
-        process.send_signal(signal.SIGTERM)
-    else:
-        workers = subprocess.run(
-            ["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True, text=True
-        ).stdout.split()
-        os.kill(max(int(pid) for pid in workers if int(pid) != process.pid), signal.SIGUSR1)
-    _, stderr = process.communicate(timeout=120)
+    with _launched(out, 0, *quiet) as process:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.02)  # the first epoch is done
+        time.sleep(0.3)  # into the second
+        if target == "agent":
+            process.send_signal(signal.SIGTERM)
+        else:
+            os.kill(_workers(out, process)[-1], signal.SIGUSR1)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0, stderr[-6000:]  # torchrun's own status: not finished
     assert stderr.count("deepnc train: preempted") == 2, stderr[-6000:]  # both processes
     done = subprocess.run(

@@ -6,7 +6,9 @@ in a worker does not follow the epoch, so augmentation drawn from it is not a fu
 the run's seed and a resumed run would see other crops. :class:`SeededSampler` yields
 ``(index, seed)`` pairs instead, the seed a function of ``(base seed, epoch, index)``,
 and a dataset that accepts such keys (:class:`~deepnc.data.seg_files.SegmentationFiles`)
-draws its augmentation from a generator seeded with it.
+draws its augmentation from a generator seeded with it. :class:`SeededItems` gives any
+other dataset, whose augmentation draws from torch's global generator (the in-memory
+sets, torchvision's ``ImageFolder``), the same keys.
 
 >>> from torch.utils.data import SequentialSampler
 >>> sampler = SeededSampler(SequentialSampler(range(3)), seed=0)
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import Dataset, Sampler
 
-__all__ = ["ResumableSampler", "SeededSampler", "item_seed"]
+__all__ = ["ResumableSampler", "SeededItems", "SeededSampler", "item_seed"]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -55,6 +58,30 @@ class SeededSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+class SeededItems(Dataset):
+    """Wrap ``dataset`` so that item ``(index, seed)`` is ``dataset[index]`` drawn with
+    torch's global generator seeded with ``seed`` (its state outside is kept).
+
+    A plain index passes through. Shapes are the wrapped dataset's.
+    """
+
+    seeded_items = True
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
 
 
 class ResumableSampler(Sampler):

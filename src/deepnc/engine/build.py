@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits, load_dataset
-from deepnc.data.item_seeds import ResumableSampler, SeededSampler
+from deepnc.data.item_seeds import ResumableSampler, SeededItems, SeededSampler
 from deepnc.data.seg_files import collate_segmentation
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.setup import Runtime
@@ -99,17 +99,22 @@ def build_loaders(
     }
     if data.task == "segmentation":  # full-resolution items of many sizes come as lists
         common["collate_fn"] = collate_segmentation
-    if getattr(data.train, "seeded_items", False) and config.workers > 0:
+    train_set = data.train
+    if config.workers > 0 and not getattr(train_set, "seeded_items", False):
+        # in workers, torch's global generator follows the worker a batch lands on, not
+        # the epoch: a run resumed mid-epoch would see other crops
+        train_set = SeededItems(train_set)
+    if getattr(train_set, "seeded_items", False) and config.workers > 0:
         # Each item's augmentation is seeded from (seed, epoch, index), so workers may
         # persist; the loaders draw their worker seeds from their own generators, never
         # from torch's global one, whose stream (dropout...) must not depend on whether
         # an iterator was created this epoch or in an earlier one before a resume.
         common["persistent_workers"] = True
         common["generator"] = torch.Generator().manual_seed(config.seed)
-    if getattr(data.train, "seeded_items", False):
+    if getattr(train_set, "seeded_items", False):
         sampler = SeededSampler(sampler, config.seed)
     sampler = ResumableSampler(sampler)  # a run resumed mid-epoch skips the batches done
-    train = DataLoader(data.train, config.batch_size, sampler=sampler, drop_last=True, **common)
+    train = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, **common)
     # Disjoint shards, no padding: every image is counted exactly once over all processes.
     scored = _scored_split(config, data)
     shard = Subset(scored, range(runtime.rank, len(scored), runtime.world_size))

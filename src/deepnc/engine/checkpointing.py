@@ -10,8 +10,8 @@ preemption, and found again after a crash.
 - :class:`EpochProgress`: where a mid-epoch checkpoint stands (epoch, steps done, their
   running figures); with the generators' states of every process
   (:func:`capture_rng`), a resumed run takes the epoch up at the next batch and ends
-  bit for bit where an uninterrupted one ends on the CPU (with ``workers: 0``, or any
-  number of workers for sets seeded per item).
+  bit for bit where an uninterrupted one ends on the CPU (with workers, the augmentation
+  is seeded per item: :mod:`deepnc.data.item_seeds`).
 - :class:`StepCheckpoints`: the training loop's hook. Every ``checkpoint_every_steps``
   steps (counted over the run), every ``checkpoint_every_minutes`` minutes, and when a
   SIGTERM or SIGUSR1 arrives (:class:`PreemptionWatch`: the scheduler's notice before a
