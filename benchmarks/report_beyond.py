@@ -284,9 +284,11 @@ def faithfulness(results: Results, report_dir: Path, draw: bool, appendix=False)
         f"Fashion-MNIST ResNet-20 DNC models (seeds {data['seeds']}), {data['images']} test "
         "images each. For the predicted class: the similarity map of the deciding "
         "sub-centroid (no gradient), Grad-CAM on the same feature map (captum) and a random "
-        f"map. Deletion blacks out pixels in the map's order in {data['steps']} steps and "
-        "tracks the probability of the predicted class (area: lower is better); insertion "
-        "reveals them on a black image (higher is better). Sanity check: the Spearman "
+        f"map. Deletion replaces pixels by a baseline in the map's order in {data['steps']} "
+        "steps and tracks the probability of the predicted class (area: lower is better); "
+        "insertion reveals them on the baseline (higher is better). "
+        + _baseline_choice(data)
+        + " Sanity check: the Spearman "
         "correlation of each image's map before and after the last stage and the head's "
         "LayerNorm are re-initialised (lower: the map depends on the model).",
         "",
@@ -334,6 +336,22 @@ def faithfulness(results: Results, report_dir: Path, draw: bool, appendix=False)
         f"{cam['randomisation_spearman_mean']:.2f})."
     )
     return lines + claim("no_claim", verdict)
+
+
+def _baseline_choice(data: dict) -> str:
+    """How the deletion baseline was chosen (older results used black, unchosen)."""
+    if "baseline" not in data:
+        return "The baseline is black."
+    left = ", ".join(
+        f"{kind} {value:.3f}" for kind, value in data["baseline_evidence_left"].items()
+    )
+    return (
+        f"The baseline, {data['baseline']}, was chosen before any test image was scored and "
+        "without any map: of black, the training set's mean colour and a blur, the one "
+        "leaving the least evidence for the predicted class once every pixel is replaced, "
+        f"on {data['images']} training-split images the models did not train on (mean "
+        f"probability: {left})."
+    )
 
 
 def _within_spread(row: dict, others, keys) -> bool:
