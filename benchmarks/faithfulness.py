@@ -120,9 +120,9 @@ def evidence_left(model, images: torch.Tensor, baseline: torch.Tensor) -> float:
     return float(model(baseline).softmax(1).gather(1, predicted[:, None]).mean())
 
 
-def validation_images(checkpoint, count: int) -> torch.Tensor:
-    """``count`` training-split images the model was not trained on, unaugmented."""
-    trained = load_checkpoint_dataset(checkpoint)
+def validation_images(checkpoint, trained, count: int) -> torch.Tensor:
+    """``count`` training-split images the model was not trained on, unaugmented
+    (``trained``: the checkpoint's dataset, :func:`load_checkpoint_dataset`)."""
     config = checkpoint.config
     whole = load_dataset(
         config["dataset"],
@@ -182,7 +182,7 @@ def baseline_evidence(run: Path, count: int) -> dict[str, float]:
     """Per baseline, :func:`evidence_left` on the run's validation images."""
     model, checkpoint = load_trained_model(run)
     data = load_checkpoint_dataset(checkpoint)
-    images = validation_images(checkpoint, count)
+    images = validation_images(checkpoint, data, count)
     return {
         kind: evidence_left(model, images, baseline_images(images, kind, data.mean, data.std))
         for kind in BASELINES

@@ -3,7 +3,6 @@ save, a truncated newest checkpoint, a DDP worker killed under torchrun --max-re
 Each time nothing is lost beyond the checkpoint interval, and the run ends bit for bit
 where an uninterrupted one ends (CPU)."""
 
-import contextlib
 import errno
 import json
 import logging
@@ -13,12 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from benchmarks.elastic_restarts import group_workers, launched, one_round
 
 import deepnc.checkpoint as checkpoint_module
 from deepnc.checkpoint import Checkpoint
@@ -183,45 +182,18 @@ NEEDS_TORCHRUN = pytest.mark.skipif(
     shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(),
     reason="needs torchrun",
 )
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _group(out: Path, restarts: int, *extra: str) -> list[str]:
-    """Two CPU processes (gloo) under torchrun, training TINY in batches of 8: 20 steps a
-    process an epoch, so the processes' agreement on signals (every 10 steps of the run,
-    and at each epoch's end) falls inside epochs too."""
-    launcher = [str(Path(sys.executable).with_name("torchrun")), "--standalone"]
-    launcher += ["--nproc_per_node", "2", "--max-restarts", str(restarts), "-m", "deepnc"]
-    small = ["--batch_size", "8", "--threads", "1"]
-    return [*launcher, "train", *TINY, *small, "--out_dir", str(out), *extra]
-
-
-@contextlib.contextmanager
-def _launched(out: Path, restarts: int, *extra: str) -> Iterator[subprocess.Popen]:
-    """A torchrun group running; whatever is left of it is killed at the end (torchrun
-    starts its workers in sessions of their own)."""
-    process = subprocess.Popen(
-        _group(out, restarts, *extra), stderr=subprocess.PIPE, text=True, env=ONE_THREAD
-    )
-    try:
-        yield process
-    finally:
-        for pid in [process.pid, *_workers(out, process)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _workers(out: Path, launcher: subprocess.Popen) -> list[int]:
-    """The process ids of the group's workers, oldest first."""
-    found = subprocess.run(["pgrep", "-f", "--", f"--out_dir {out}"], capture_output=True)
-    return sorted(int(pid) for pid in found.stdout.split() if int(pid) != launcher.pid)
+# batches of 8: 20 steps a process an epoch, so the processes' agreement on signals
+# (every 10 steps of the run, and at each epoch's end) falls inside epochs too
+SMALL = ["--batch_size", "8"]
 
 
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory) -> Path:
     """The uninterrupted two-process run."""
     out = tmp_path_factory.mktemp("ddp") / "reference"
-    subprocess.run(_group(out, 0), check=True, capture_output=True, env=ONE_THREAD, timeout=300)
+    with launched(out, 0, *SMALL, stderr=subprocess.PIPE) as group:
+        _, stderr = group.communicate(timeout=300)
+    assert group.returncode == 0, stderr[-6000:]
     return out
 
 
@@ -230,20 +202,17 @@ def ddp_reference(tmp_path_factory) -> Path:
 def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path, ddp_reference):
     """Under torchrun --max-restarts 1 one worker is killed after a checkpoint inside an
     epoch; the group restarts once, resumes from it by itself (no --resume on the command
-    line) and ends where an uninterrupted group ends.
+    line) and ends where an uninterrupted group ends: one round of
+    ``python -m benchmarks.elastic_restarts``.
 
     Before each restart joined on keys of its own in torchrun's store, the restarted
     group often read the dead group's addresses ("Connection refused", or a hang in
-    ``init_process_group``; deepnc.engine.setup): 2 rounds of 10 finished after one
-    restart (``python -m benchmarks.elastic_restarts`` on that source tree)."""
-    out = tmp_path / "run"
-    with _launched(out, 1, *EVERY) as process:
-        _wait_for_mid_epoch_checkpoint(process, out, 4)
-        os.kill(_workers(out, process)[-1], signal.SIGKILL)
-        _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr[-6000:]
-    assert "resuming" in stderr and "Connection refused" not in stderr
-    assert _same_model(out, ddp_reference)
+    ``init_process_group``; deepnc.engine.setup): that benchmark finished 2 rounds of 10
+    after one restart on that source tree."""
+    ended = one_round(tmp_path, 1, 300, *SMALL)
+    expected = {"outcome": "finished", "group_restarts": 1, "connections_refused": 0}
+    assert ended == {**expected, "resumed": True}, (tmp_path / "stderr.txt").read_text()[-6000:]
+    assert _same_model(tmp_path / "run", ddp_reference)
 
 
 @pytest.mark.slow
@@ -255,7 +224,7 @@ def test_a_preempted_ddp_group_saves_every_process_and_resumes(tmp_path, ddp_ref
     and stop; ``--resume auto`` ends where an uninterrupted group ends."""
     out = tmp_path / "run"
     quiet = ["--checkpoint_every_steps", "null", "--checkpoint_every_minutes", "null"]
-    with _launched(out, 0, *quiet) as process:
+    with launched(out, 0, *SMALL, *quiet, stderr=subprocess.PIPE) as process:
         deadline = time.time() + 120
         while not (out / "metrics.jsonl").exists() and time.time() < deadline:
             time.sleep(0.02)  # the first epoch is done
@@ -263,14 +232,13 @@ def test_a_preempted_ddp_group_saves_every_process_and_resumes(tmp_path, ddp_ref
         if target == "agent":
             process.send_signal(signal.SIGTERM)
         else:
-            os.kill(_workers(out, process)[-1], signal.SIGUSR1)
+            os.kill(group_workers(out, process)[-1], signal.SIGUSR1)
         _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0, stderr[-6000:]  # torchrun's own status: not finished
     assert stderr.count("deepnc train: preempted") == 2, stderr[-6000:]  # both processes
-    done = subprocess.run(
-        _group(out, 0, *quiet, "--resume", "auto"), capture_output=True, text=True, env=ONE_THREAD
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
+    with launched(out, 0, *SMALL, *quiet, "--resume", "auto", stderr=subprocess.PIPE) as done:
+        _, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr[-6000:]
     assert _same_model(out, ddp_reference)
 
 

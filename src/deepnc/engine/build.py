@@ -100,15 +100,15 @@ def build_loaders(
     if data.task == "segmentation":  # full-resolution items of many sizes come as lists
         common["collate_fn"] = collate_segmentation
     train_set = data.train
-    if config.workers > 0 and not getattr(train_set, "seeded_items", False):
-        # in workers, torch's global generator follows the worker a batch lands on, not
-        # the epoch: a run resumed mid-epoch would see other crops
-        train_set = SeededItems(train_set)
-    if getattr(train_set, "seeded_items", False) and config.workers > 0:
-        # Each item's augmentation is seeded from (seed, epoch, index), so workers may
+    if config.workers > 0:
+        # In a worker, torch's global generator follows the worker a batch lands on, not
+        # the epoch (a run resumed mid-epoch would see other crops): each item's
+        # augmentation is seeded from (seed, epoch, index) instead, so workers may
         # persist; the loaders draw their worker seeds from their own generators, never
         # from torch's global one, whose stream (dropout...) must not depend on whether
         # an iterator was created this epoch or in an earlier one before a resume.
+        if not getattr(train_set, "seeded_items", False):
+            train_set = SeededItems(train_set)
         common["persistent_workers"] = True
         common["generator"] = torch.Generator().manual_seed(config.seed)
     if getattr(train_set, "seeded_items", False):

@@ -262,8 +262,8 @@ class StepCheckpoints:
         return asked or ((due or late) and not last_of_epoch)
 
     def stop_requested(self) -> bool:
-        """Was any process asked to stop? Between epochs (a collective under DDP: a
-        signal that came during the evaluation reached one process only)."""
+        """Was any process asked to stop? Between epochs (a collective under DDP, so also
+        a barrier: a signal that came during the evaluation reached one process only)."""
         (asked,) = self._anywhere(self.preemption.requested)
         return asked
 

@@ -240,8 +240,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
                 checkpoints.save(snapshot(epoch + 1))
                 for hook in hooks:
                     hook()
-            barrier()
-            if inside.stop_requested():
+            if inside.stop_requested():  # a collective: the others wait for rank 0's save
                 raise Preempted(f"stopped after epoch {epoch + 1}; saved")
 
     summary = run_summary(config, data, model, history, runtime.world_size, runtime.device)
