@@ -4,7 +4,7 @@ On the Fashion-MNIST ResNet-20 recipe (``configs/fashion-mnist_resnet20.yaml``: 
 128, DNC head with its memory, SGD with momentum), a few training steps are timed, then
 ``--saves`` checkpoints of the very run state (model, optimiser, scheduler, the
 generators' states: what a checkpoint inside an epoch holds) are written through the
-run's rotation (``deepnc.engine.checkpointing.RunCheckpoints``) and timed. The share of
+run's rotation (``deepnc.engine.run_checkpoints.RunCheckpoints``) and timed. The share of
 training time a save costs is its median time over the time between two saves: at the
 default interval (``checkpoint_every_minutes``), at every epoch's end, and at every 100
 steps. Target: at most 2% at the default interval.
@@ -27,11 +27,11 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from benchmarks.common import FULL_RESULTS, ROOT, command_line, write_results
-from deepnc.checkpoint import Checkpoint, TrainingState
-from deepnc.config import TrainConfig, load_config
 from deepnc.engine.build import build_data, build_model, build_optimisation
-from deepnc.engine.checkpointing import RunCheckpoints, capture_rng
+from deepnc.engine.checkpoint import Checkpoint, TrainingState
+from deepnc.engine.config import TrainConfig, load_config
 from deepnc.engine.loop import train_one_epoch
+from deepnc.engine.run_checkpoints import RunCheckpoints, capture_rng
 
 STEPS_BETWEEN = 100  # the third interval reported
 

@@ -1,7 +1,7 @@
 """DNC against softmax under an identical recipe, one dataset and backbone per call, 3 seeds.
 
 The classification table of the report: for the config given (a dataset and a backbone),
-both heads are trained under seeds 0, 1, 2 through ``deepnc.compare``, exactly as
+both heads are trained under seeds 0, 1, 2 through ``deepnc.engine.compare``, exactly as
 ``deepnc compare`` does; finished runs are reused, so an interrupted benchmark continues
 where it stopped. Rows: top-1 mean ± std, trainable parameters, sub-centroid numbers
 (buffers, not parameters), seconds per epoch and the training step's time.
@@ -21,8 +21,8 @@ import sys
 import time
 
 from benchmarks.common import FULL_RESULTS, ROOT, command_line, training_parser, write_results
-from deepnc.compare import compare, comparison_markdown, comparison_rows
-from deepnc.config import load_config
+from deepnc.engine.compare import compare, comparison_markdown, comparison_rows
+from deepnc.engine.config import load_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def fashion_classes_config(classes: list[int], train_subset: int, overrides: lis
     """``configs/fashion-mnist_resnet20.yaml`` trained on ``classes`` only (relabelled in
     that order), on ``train_subset`` class-balanced images unless ``overrides`` say
     otherwise: the recipe of the open-set and new-class benchmarks."""
-    from deepnc.config import load_config
+    from deepnc.engine.config import load_config
 
     config = load_config(
         ROOT / "configs/fashion-mnist_resnet20.yaml",

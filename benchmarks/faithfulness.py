@@ -48,14 +48,14 @@ from captum.attr import LayerGradCam
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.compare import run_once
-from deepnc.config import load_config
+from deepnc.commands.explain import explain_checkpoint
 from deepnc.data import load_dataset
-from deepnc.embedding_cache import CACHE_NAME
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+from deepnc.explain.embedding_cache import CACHE_NAME
 from deepnc.explain.similarity_maps import contribution_maps, find_global_pools, upsample
-from deepnc.explain.workflow import explain_checkpoint
-from deepnc.targets import single_dnc_head
+from deepnc.nn.hooks import single_dnc_head
 
 METHODS = ("similarity map", "Grad-CAM", "random")
 BASELINES = ("black", "mean", "blur")
@@ -84,7 +84,7 @@ def maps_of(model, images: torch.Tensor, method: str, seed: int) -> torch.Tensor
 
 
 def _head_inputs(model, images):
-    from deepnc.targets import captured_inputs
+    from deepnc.nn.hooks import captured_inputs
 
     with captured_inputs(single_dnc_head(model)) as inputs:
         model(images)
@@ -92,7 +92,7 @@ def _head_inputs(model, images):
 
 
 def _head_feature_size(model, images) -> tuple[int, int]:
-    from deepnc.targets import captured_inputs
+    from deepnc.nn.hooks import captured_inputs
 
     with torch.no_grad(), captured_inputs(find_global_pools(model)[-1]) as inputs:
         model(images)

@@ -34,8 +34,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.compare import run_once
-from deepnc.config import load_config
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain import embed_dataset, find_dnc_head, snap_subcentroids, subcentroid_similarity
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.compare import run_once
-from deepnc.config import load_config
-from deepnc.explain.workflow import snap_checkpoint
+from deepnc.commands.explain import snap_checkpoint
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 
 
 def occupancy_summary(occupancy: torch.Tensor) -> dict[str, float]:

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.config import load_config
-from deepnc.embedding_cache import load_embeddings
+from deepnc.commands.fit import fit_run
 from deepnc.engine.build import build_data
-from deepnc.engine.fit import fit_run
+from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_trained_model
+from deepnc.explain.embedding_cache import load_embeddings
 from deepnc.explain.embeddings import embed_dataset
 
 SETTINGS = {  # name: (recipe, overrides, the small budget's fine-tuning table)

@@ -43,11 +43,11 @@ import torchvision
 import deepnc
 from benchmarks.common import FULL_RESULTS, command_line, status_bytes, write_results
 from deepnc import DNCHead
-from deepnc.convert import find_classifier, set_submodule
 from deepnc.engine.compile import COMPILE_MODES, compile_model
 from deepnc.models import resnet20
 from deepnc.models.outputs import main_and_aux
-from deepnc.reference import per_class_update
+from deepnc.nn.convert import find_classifier, set_submodule
+from deepnc.testing.reference import per_class_update
 
 
 class AllCorrectHead(DNCHead):

@@ -26,8 +26,8 @@ import torch
 from benchmarks.common import FULL_RESULTS, command_line, write_results
 from benchmarks.head_overhead import compiled, interleaved_medians
 from deepnc import DNCHead
-from deepnc.grouping import ClassSlots, class_slots
-from deepnc.head_update import step_from_memory
+from deepnc.nn.grouping import ClassSlots, class_slots
+from deepnc.nn.head import step_from_memory
 
 C, K, L, D, N = 1000, 4, 64, 2048, 64
 

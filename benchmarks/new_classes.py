@@ -35,8 +35,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from benchmarks.common import command_line, fashion_classes_config, training_parser, write_results
-from deepnc.compare import compare, run_folder
 from deepnc.data import load_dataset
+from deepnc.engine.compare import compare, run_folder
 from deepnc.engine.restore import load_trained_model
 from deepnc.incremental import add_classes, head_inputs
 

@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.common import command_line, fashion_classes_config, training_parser, write_results
-from deepnc.compare import compare, run_folder
 from deepnc.data import load_dataset
 from deepnc.data.normalise import normalise
+from deepnc.engine.compare import compare, run_folder
 from deepnc.engine.restore import load_trained_model
 from deepnc.openset import confidence_scores, ood_metrics
 

@@ -27,11 +27,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.compare import run_once
-from deepnc.config import load_config
+from deepnc.commands.predict import Predictor
 from deepnc.data.normalise import to_pixels
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 from deepnc.engine.evaluation import evaluate_split
-from deepnc.engine.predict import Predictor
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 
 ROUNDS = 7

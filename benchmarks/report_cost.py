@@ -99,7 +99,7 @@ def cost(results: Results, report_dir: Path, draw: bool, appendix=False) -> list
     )
     lines += [
         "The clustering update alone, batched over classes (as the head runs it) against a "
-        "per-class Python loop (`deepnc.reference.per_class_update`, which the tests check "
+        "per-class Python loop (`deepnc.testing.reference.per_class_update`, which the tests check "
         'it agrees with); "+MiB" is how far one update raises the peak memory:',
         "",
         *table(

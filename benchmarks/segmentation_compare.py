@@ -12,7 +12,7 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
    and the two pretraining heads are compared at equal classifier top-1 (the DNC
    backbones' mIoU interpolated at each softmax classifier's top-1).
 
-Runs go through ``deepnc.compare`` / ``run_once`` exactly as the CLI does; finished runs
+Runs go through ``deepnc.engine.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
 
     python -m benchmarks.segmentation_compare                  # the committed figures
@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.compare import compare, comparison_markdown, comparison_rows, run_once
-from deepnc.config import DNC_ONLY_KEYS, load_config
+from deepnc.engine.compare import compare, comparison_markdown, comparison_rows, run_once
+from deepnc.engine.config import DNC_ONLY_KEYS, load_config
 
 DECODERS = ("fcn", "deeplabv3")
 

@@ -33,15 +33,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.common import FULL_RESULTS, ROOT, command_line, write_results
-from deepnc.compare import compare, comparison_rows
-from deepnc.config import load_config
 from deepnc.data import compose_scenes
 from deepnc.data.in_memory import fashion_mnist_arrays
 from deepnc.engine.build import build_data, build_loaders
+from deepnc.engine.compare import compare, comparison_rows
+from deepnc.engine.config import load_config
 from deepnc.engine.loop import train_one_epoch
 from deepnc.engine.optim import build_optimizer
-from deepnc.engine.setup import Runtime
-from deepnc.models.segmentation import create_segmentation_model
+from deepnc.engine.runtime import Runtime
+from deepnc.models.seg_models import create_segmentation_model
 
 CLASSES = 8  # synthetic classes of the throughput set
 STEP_ROUNDS = 2  # timed training steps after a warm-up

@@ -49,7 +49,7 @@ from benchmarks.head_overhead import (
     ratio_row,
     training_step,
 )
-from deepnc.models.segmentation import create_segmentation_model
+from deepnc.models.seg_models import create_segmentation_model
 
 MODELS = {
     "fcn_resnet20": {"decoder_channels": 64},

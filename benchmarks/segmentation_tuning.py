@@ -29,8 +29,8 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
 from benchmarks.tuning_study import HEADS, label, overrides_of
-from deepnc.compare import run_once
-from deepnc.config import load_config
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 
 RECIPE = ROOT / "configs/fashion-scenes_fcn_resnet20.yaml"
 SHARED_GRID = [{"lr": lr} for lr in (0.025, 0.05, 0.1)]

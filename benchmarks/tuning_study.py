@@ -40,8 +40,8 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
 from benchmarks.plan import CLASSIFICATION_CONFIGS, budget_arguments
-from deepnc.compare import run_once
-from deepnc.config import load_config
+from deepnc.engine.compare import run_once
+from deepnc.engine.config import load_config
 
 TUNED_ON = "fashion-mnist_resnet20"  # the first tuning setting, at the small budget
 VALIDATION_SIZE = 2000  # training images held out of each tuning setting, class-balanced

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deepnc.checkpoint import (
+from deepnc.engine.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
     TrainingState,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepnc.config import TrainConfig, load_config, parse_overrides, save_config
-from deepnc.recipes import list_configs
+from deepnc.engine.config import TrainConfig, load_config, parse_overrides, save_config
+from deepnc.engine.recipes import list_configs
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 

@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import deepnc.engine.trainer as trainer_module
-from deepnc.checkpoint import load_checkpoint
-from deepnc.config import load_config
 from deepnc.engine import evaluate, train, train_one_epoch
+from deepnc.engine.checkpoint import load_checkpoint
+from deepnc.engine.config import load_config
 from deepnc.engine.loop import autocast
 
 
@@ -144,7 +144,7 @@ def test_amp_runs_the_backbone_in_bf16_on_cpu_and_keeps_the_head_fp32(tmp_path):
 
 
 def test_device_selection(monkeypatch):
-    from deepnc.engine.setup import select_device
+    from deepnc.engine.runtime import select_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert select_device("auto", local_rank=1) == torch.device("cpu")
@@ -161,7 +161,7 @@ def test_device_selection(monkeypatch):
 def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     """``compile: true`` (inductor, on the CPU): the same recipe reaches the same numbers up
     to float rounding, and compile does not make the two runs count as different recipes."""
-    from deepnc.compare import find_finished_run
+    from deepnc.engine.compare import find_finished_run
 
     # One epoch of three steps (seeding, then the one-graph steady state): over more steps a
     # tiny net turns rounding differences into flipped near-tie decisions (which samples

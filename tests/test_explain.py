@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from deepnc.cli import main
-from deepnc.config import load_config
 from deepnc.engine import train
+from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain import (
     apply_snap,

@@ -5,11 +5,11 @@ import torch
 
 from deepnc import DNCHead
 from deepnc.cli import main
-from deepnc.config import load_config
 from deepnc.engine import train
+from deepnc.engine.config import load_config
 from deepnc.export import FrozenDNCHead, export_model, freeze, verify_export
 from deepnc.models import create_model
-from deepnc.models.segmentation import create_segmentation_model
+from deepnc.models.seg_models import create_segmentation_model
 
 
 def _trained_head_model():

@@ -19,12 +19,12 @@ import torch
 import torch.distributed as dist
 from benchmarks.elastic_restarts import group_workers, launched, one_round
 
-import deepnc.checkpoint as checkpoint_module
-from deepnc.checkpoint import Checkpoint
-from deepnc.config import load_config
+import deepnc.engine.checkpoint as checkpoint_module
 from deepnc.engine import train
-from deepnc.engine.checkpointing import EXIT_PREEMPTED, PreemptionWatch, StepCheckpoints
-from deepnc.engine.setup import join_process_group
+from deepnc.engine.checkpoint import Checkpoint
+from deepnc.engine.config import load_config
+from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, PreemptionWatch, StepCheckpoints
+from deepnc.engine.runtime import join_process_group
 
 # 320 digits in batches of 32: 10 steps an epoch, 3 epochs, a checkpoint every 4 steps
 TINY = ["--dataset", "digits", "--train_subset", "320", "--batch_size", "32"]
@@ -207,7 +207,7 @@ def test_a_killed_ddp_worker_is_restarted_and_resumes_by_itself(tmp_path, ddp_re
 
     Before each restart joined on keys of its own in torchrun's store, the restarted
     group often read the dead group's addresses ("Connection refused", or a hang in
-    ``init_process_group``; deepnc.engine.setup): that benchmark finished 2 rounds of 10
+    ``init_process_group``; deepnc.engine.runtime): that benchmark finished 2 rounds of 10
     after one restart on that source tree."""
     ended = one_round(tmp_path, 1, 300, *SMALL)
     expected = {"outcome": "finished", "group_restarts": 1, "connections_refused": 0}

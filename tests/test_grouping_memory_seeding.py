@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepnc import ClassMemory
-from deepnc.grouping import group_by_class, rank_within_class
-from deepnc.seeding import kmeans_plus_plus
+from deepnc.nn.grouping import group_by_class, rank_within_class
+from deepnc.nn.kmeans import kmeans_plus_plus
 
 
 def test_rank_within_class_counts_in_input_order():
@@ -99,8 +99,8 @@ def test_kmeans_plus_plus_never_picks_padding_and_repeats_when_short():
 
 
 def test_keep_per_class_caps_each_class():
-    from deepnc.counter_random import random_bits
-    from deepnc.grouping import keep_per_class
+    from deepnc.nn.counter_random import random_bits
+    from deepnc.nn.grouping import keep_per_class
 
     labels = torch.tensor([0] * 10 + [1] * 2 + [2] * 5)
     keys = random_bits(torch.tensor(0), len(labels), seed=0, salt=1)
@@ -113,7 +113,7 @@ def test_keep_per_class_caps_each_class():
 @settings(max_examples=30, deadline=None)
 @given(labels=st.lists(st.integers(0, 4), min_size=1, max_size=50))
 def test_chunk_by_class_pads_at_most_twice_and_round_trips(labels):
-    from deepnc.grouping import chunk_by_class
+    from deepnc.nn.grouping import chunk_by_class
 
     labels = torch.tensor(labels)
     chunks = chunk_by_class(labels, 5)

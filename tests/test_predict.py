@@ -10,16 +10,16 @@ import torch
 from PIL import Image
 
 from deepnc.cli import main
-from deepnc.config import load_config
+from deepnc.commands.explain import snap_checkpoint
+from deepnc.commands.predict import Predictor
 from deepnc.data.image_files import read_image
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.data.normalise import to_pixels
-from deepnc.embedding_cache import load_embeddings
 from deepnc.engine import train
-from deepnc.engine.predict import Predictor
+from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+from deepnc.explain.embedding_cache import load_embeddings
 from deepnc.explain.embeddings import embed_dataset, find_dnc_head
-from deepnc.explain.workflow import snap_checkpoint
 from deepnc.openset import calibrate_threshold, confidence_scores
 
 
@@ -177,7 +177,7 @@ def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(
 
 def test_the_embedding_cache_is_ignored_once_the_backbone_changes(tmp_path):
     from deepnc import DNCHead
-    from deepnc.embedding_cache import save_embeddings
+    from deepnc.explain.embedding_cache import save_embeddings
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), DNCHead(4, 2, memory_size=0))
     save_embeddings(tmp_path, torch.randn(5, 4), torch.arange(5) % 2, model)

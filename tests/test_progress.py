@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from deepnc.progress import progress_bar
+from deepnc.utils.progress import progress_bar
 
 STARTS = multiprocessing.get_context("fork").Value("i", 0)
 

@@ -47,8 +47,8 @@ window.addEventListener("load", () => {
 def real_report(tmp_path: Path) -> Path:
     """The report ``deepnc explain`` writes for a small DNC model trained on digits."""
     from deepnc.cli import main
-    from deepnc.config import load_config
     from deepnc.engine import train
+    from deepnc.engine.config import load_config
 
     run = tmp_path / "run"
     config = load_config(

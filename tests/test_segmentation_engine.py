@@ -10,14 +10,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import deepnc.engine.trainer as trainer_module
-from deepnc.checkpoint import load_checkpoint
 from deepnc.cli import main
-from deepnc.config import load_config
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.engine import train
-from deepnc.engine.segmentation_eval import evaluate_segmentation, iou_from_confusion
+from deepnc.engine.checkpoint import load_checkpoint
+from deepnc.engine.config import load_config
+from deepnc.engine.seg_evaluation import evaluate_segmentation, iou_from_confusion
 from deepnc.engine.transfer import transfer_backbone
-from deepnc.models.segmentation import create_segmentation_model
+from deepnc.models.seg_models import create_segmentation_model
 
 needs_fashion = pytest.mark.skipif(
     not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist"

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from deepnc.data import load_dataset
-from deepnc.data.item_seeds import SeededSampler
+from deepnc.data.samplers import SeededSampler
 from deepnc.data.seg_pipeline import SegmentationPipeline
+from deepnc.engine.seg_evaluation import evaluate_segmentation
 from deepnc.engine.seg_inference import InferenceOptions, infer, slide_logits
-from deepnc.engine.segmentation_eval import evaluate_segmentation
-from deepnc.models.segmentation import create_segmentation_model
+from deepnc.models.seg_models import create_segmentation_model
 from seg_layout_data import (
     PIXEL_OF,
     SIZES,
@@ -228,8 +228,8 @@ RECIPES = {
 def test_the_paper_recipes_run_a_few_steps_on_their_layout(tmp_path, recipe):
     """The GPU recipes as shipped, on tiny synthetic data in their layout: 3 iterations of
     batch 2 (the last epoch cut short), then full-resolution evaluation."""
-    from deepnc.config import load_config
     from deepnc.engine import train
+    from deepnc.engine.config import load_config
 
     RECIPES[recipe](tmp_path / "data")
     overrides = {
@@ -258,9 +258,9 @@ def test_the_paper_recipes_run_a_few_steps_on_their_layout(tmp_path, recipe):
 def test_a_resumed_streamed_run_equals_an_uninterrupted_one(tmp_path):
     """Two decoding workers, persistent: the crops follow (seed, epoch, index), so a run
     stopped after an epoch and resumed ends bit for bit where one run ends."""
-    from deepnc.checkpoint import Checkpoint
-    from deepnc.config import load_config
     from deepnc.engine import train
+    from deepnc.engine.checkpoint import Checkpoint
+    from deepnc.engine.config import load_config
 
     write_segfolder(tmp_path / "data", count=16)
     base = {
@@ -321,10 +321,10 @@ def test_a_pixel_is_explained_by_the_training_regions_of_its_sub_centroid(tmp_pa
     """A trained DNC segmentation model: the deciding sub-centroid of a pixel is the one
     whose map is highest there, and the training images returned hold pixels that are
     nearest to it, best first."""
-    from deepnc.config import load_config
     from deepnc.engine import train
+    from deepnc.engine.config import load_config
     from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
-    from deepnc.explain.dense_evidence import explain_pixel
+    from deepnc.explain.seg_evidence import explain_pixel
 
     write_segfolder(tmp_path / "data", count=12)
     config = {

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from deepnc import DNCHead, training_targets
-from deepnc.models.segmentation import SegmentationModel, create_segmentation_model
+from deepnc.models.seg_models import SegmentationModel, create_segmentation_model
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ import timm
 import torch
 import torchvision
 
-from deepnc import convert
 from deepnc.explain.similarity_maps import contribution_maps, find_global_pools, upsample
 from deepnc.models import create_model
-from deepnc.targets import single_dnc_head
+from deepnc.nn import convert
+from deepnc.nn.hooks import single_dnc_head
 
 
 def _fitted(model, in_chans=1, side=28):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepnc import sinkhorn
+from deepnc.nn import sinkhorn
 
 
 def random_scores(*shape, generator=None):

@@ -203,7 +203,7 @@ def test_bad_hyper_parameters_are_named(kwargs, words):
 
 
 def test_batched_update_equals_the_per_class_reference_loop():
-    from deepnc.reference import per_class_update
+    from deepnc.testing.reference import per_class_update
 
     generator = torch.Generator().manual_seed(5)
     bank = SubCentroidBank(6, 3, 16, momentum=0.7)

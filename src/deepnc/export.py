@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnc.head import DNCHead
+from deepnc.nn.head import DNCHead
 
 __all__ = [
     "EXPORT_FORMATS",

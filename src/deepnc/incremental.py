@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from deepnc.head import DNCHead
-from deepnc.subcentroids import SubCentroidBank
-from deepnc.targets import captured_inputs, single_dnc_head
+from deepnc.nn.bank import SubCentroidBank
+from deepnc.nn.head import DNCHead
+from deepnc.nn.hooks import captured_inputs, single_dnc_head
 
 __all__ = ["add_classes", "head_inputs", "remove_classes"]
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
-from deepnc.targets import single_dnc_head
+from deepnc.nn.hooks import single_dnc_head
 
 __all__ = [
     "REJECT",

@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from deepnc._extras import missing_extra
+from deepnc.utils.extras import missing_extra
 
 try:
     import numpy as np
@@ -35,16 +35,10 @@ try:
 except ModuleNotFoundError as error:
     raise missing_extra(error, "deepnc.sklearn") from error
 
-from deepnc.head import DEFAULT_NUM_SUBCENTROIDS, DEFAULT_TAU
-from deepnc.subcentroids import (
-    DEFAULT_SINKHORN_EPS,
-    DEFAULT_SINKHORN_ITERATIONS,
-    SubCentroidBank,
-)
+from deepnc.nn import defaults
+from deepnc.nn.bank import SubCentroidBank
 
 __all__ = ["DNCClassifier"]
-
-PARTIAL_FIT_MOMENTUM = 0.9  # see DNCClassifier: partial_fit makes tens of steps, not thousands
 
 
 class DNCClassifier(ClassifierMixin, BaseEstimator):
@@ -86,13 +80,13 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_subcentroids: int = DEFAULT_NUM_SUBCENTROIDS,
+        n_subcentroids: int = defaults.NUM_SUBCENTROIDS,
         *,
-        tau: float = DEFAULT_TAU,
+        tau: float = defaults.TAU,
         max_iter: int = 10,
-        momentum: float = PARTIAL_FIT_MOMENTUM,
-        sinkhorn_eps: float = DEFAULT_SINKHORN_EPS,
-        sinkhorn_iterations: int = DEFAULT_SINKHORN_ITERATIONS,
+        momentum: float = defaults.PARTIAL_FIT_MOMENTUM,
+        sinkhorn_eps: float = defaults.SINKHORN_EPS,
+        sinkhorn_iterations: int = defaults.SINKHORN_ITERATIONS,
         standardize: bool = True,
         random_state: int | None = None,
     ) -> None:

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from deepnc._extras import missing_extra
+from deepnc.utils.extras import missing_extra
 
 try:
     from deepnc.cli import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepnc.engine.class_edits import add_classes_from_folders, remove_named_classes
-from deepnc.engine.setup import select_device
+from deepnc.commands.class_edits import add_classes_from_folders, remove_named_classes
+from deepnc.engine.runtime import select_device
 
 
 def add_parser(commands) -> None:

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from deepnc.compare import compare, comparison_markdown, comparison_rows
-from deepnc.config import load_config
+from deepnc.engine.compare import compare, comparison_markdown, comparison_rows
+from deepnc.engine.config import load_config
 
 
 def add_parser(commands) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.recipes import find_config, list_configs
+from deepnc.engine.recipes import find_config, list_configs
 
 
 def add_parser(commands) -> None:

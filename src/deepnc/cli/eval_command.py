@@ -6,8 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from deepnc.engine.checkpoint_eval import evaluate_checkpoint
-from deepnc.engine.setup import select_device
+from deepnc.commands.evaluate import evaluate_checkpoint
+from deepnc.engine.runtime import select_device
 
 
 def add_parser(commands) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.engine.setup import select_device
-from deepnc.explain.workflow import explain_checkpoint
+from deepnc.commands.explain import explain_checkpoint
+from deepnc.engine.runtime import select_device
 
 
 def add_parser(commands) -> None:

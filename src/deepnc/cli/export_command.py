@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from deepnc.checkpoint import resolve_checkpoint
+from deepnc.engine.checkpoint import resolve_checkpoint
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.export import EXPORT_FORMATS, export_model, verify_export
 

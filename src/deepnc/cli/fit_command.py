@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.config import load_config
+from deepnc.commands.fit import fit_run
+from deepnc.engine.config import load_config
 from deepnc.engine.evaluation import primary_metric
-from deepnc.engine.fit import fit_run
 
 
 def add_parser(commands) -> None:

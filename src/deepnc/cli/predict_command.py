@@ -11,9 +11,9 @@ from dataclasses import asdict
 
 from tqdm.auto import tqdm
 
+from deepnc.commands.predict import Prediction, Predictor
 from deepnc.data.image_files import find_images
-from deepnc.engine.predict import Prediction, Predictor
-from deepnc.engine.setup import select_device
+from deepnc.engine.runtime import select_device
 
 DEFAULT_WORKERS = 0  # on a CPU the model takes every core; 2-4 help beside a GPU
 FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")

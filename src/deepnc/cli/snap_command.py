@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepnc.engine.setup import select_device
-from deepnc.explain.workflow import snap_checkpoint
+from deepnc.commands.explain import snap_checkpoint
+from deepnc.engine.runtime import select_device
 
 
 def add_parser(commands) -> None:

@@ -8,9 +8,9 @@ import json
 import sys
 import textwrap
 
-from deepnc.config import TrainConfig, load_config
-from deepnc.engine.checkpointing import EXIT_PREEMPTED, Preempted
+from deepnc.engine.config import TrainConfig, load_config
 from deepnc.engine.evaluation import TEST_METRICS
+from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, Preempted
 from deepnc.engine.trainer import train
 
 

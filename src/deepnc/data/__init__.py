@@ -11,7 +11,6 @@ import inspect
 from collections.abc import Callable
 from functools import partial
 
-from deepnc._validate import did_you_mean
 from deepnc.data.base import (
     DatasetSplits,
     ImageTensorDataset,
@@ -38,6 +37,7 @@ from deepnc.data.seg_datasets import (
     load_segfolder,
     load_voc,
 )
+from deepnc.utils.validate import did_you_mean
 
 __all__ = [
     "ClassSubset",

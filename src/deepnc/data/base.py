@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
 from deepnc.data.normalise import normalise
-from deepnc.grouping import rank_within_class
+from deepnc.nn.grouping import rank_within_class
 
 __all__ = [
     "DatasetSplits",

@@ -65,7 +65,7 @@ class SegmentationFiles(Dataset):
     """Image and mask file pairs decoded per item.
 
     ``seeded_items = True``: the engine samples it through a
-    :class:`~deepnc.data.item_seeds.SeededSampler`.
+    :class:`~deepnc.data.samplers.SeededSampler`.
 
     Args:
         pairs: ``[(image path, mask path), ...]``.
@@ -128,7 +128,7 @@ class SegmentationFiles(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``key``: an index, or ``(index, seed)`` from a
-        :class:`~deepnc.data.item_seeds.SeededSampler` (the augmentation's seed)."""
+        :class:`~deepnc.data.samplers.SeededSampler` (the augmentation's seed)."""
         index, seed = key if isinstance(key, tuple) else (key, None)
         pixels, mask = self.raw(index)
         if self.pipeline is not None:

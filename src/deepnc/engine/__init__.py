@@ -1,6 +1,6 @@
 """Training and evaluation: the loop, optimisers, runs from a config.
 
-Checkpoints live in :mod:`deepnc.checkpoint`; this package imports the trainer (and with
+Checkpoints live in :mod:`deepnc.engine.checkpoint`; this package imports the trainer (and with
 it the data loaders and the models) only when ``train`` or ``build_model`` is asked for.
 """
 

@@ -8,15 +8,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits, load_dataset
-from deepnc.data.item_seeds import ResumableSampler, SeededItems, SeededSampler
+from deepnc.data.samplers import ResumableSampler, SeededItems, SeededSampler
 from deepnc.data.seg_files import collate_segmentation
+from deepnc.engine.config import TrainConfig
 from deepnc.engine.optim import build_optimizer, build_scheduler
-from deepnc.engine.setup import Runtime
+from deepnc.engine.runtime import Runtime
 from deepnc.models import create_model
-from deepnc.models.segmentation import create_segmentation_model
-from deepnc.targets import dnc_heads
+from deepnc.models.seg_models import create_segmentation_model
+from deepnc.nn.hooks import dnc_heads
 
 __all__ = ["build_data", "build_loaders", "build_model", "build_optimisation", "count_parameters"]
 

@@ -16,7 +16,7 @@ import logging
 import torch
 from torch import nn
 
-from deepnc.targets import dnc_heads
+from deepnc.nn.hooks import dnc_heads
 
 __all__ = ["COMPILE_MODES", "SeedingWatch", "compile_model"]
 

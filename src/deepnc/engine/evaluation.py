@@ -7,8 +7,8 @@ from torch.utils.data import DataLoader
 
 from deepnc.data import DatasetSplits
 from deepnc.engine.loop import evaluate
+from deepnc.engine.seg_evaluation import evaluate_segmentation
 from deepnc.engine.seg_inference import InferenceOptions
-from deepnc.engine.segmentation_eval import evaluate_segmentation
 
 __all__ = ["TEST_METRICS", "evaluate_split", "primary_metric"]
 

@@ -8,13 +8,13 @@ import logging
 import torch
 from torch.utils.data import DataLoader
 
-from deepnc import distributed
-from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits
-from deepnc.engine.setup import Runtime, epoch_seed
-from deepnc.momentum import half_life_momentum
-from deepnc.targets import dnc_heads
-from deepnc.warm_start import warm_start
+from deepnc.engine.config import TrainConfig
+from deepnc.engine.runtime import Runtime, epoch_seed
+from deepnc.nn import distributed
+from deepnc.nn.hooks import dnc_heads
+from deepnc.nn.momentum import half_life_momentum
+from deepnc.nn.warm_start import warm_start
 
 __all__ = ["follow_half_life", "warm_start_heads"]
 

@@ -20,11 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from deepnc.distributed import is_distributed
-from deepnc.engine.checkpointing import EpochProgress, StepCheckpoints
+from deepnc.engine.run_checkpoints import EpochProgress, StepCheckpoints
 from deepnc.models.outputs import main_and_aux
-from deepnc.progress import progress_bar
-from deepnc.targets import dnc_heads, training_targets
+from deepnc.nn.distributed import is_distributed
+from deepnc.nn.hooks import dnc_heads, training_targets
+from deepnc.utils.progress import progress_bar
 
 __all__ = [
     "AMP_DTYPES",
@@ -147,11 +147,11 @@ def train_one_epoch(
         max_steps: stop after this many steps (an iteration-based run's last epoch).
         start: the progress of a run resumed inside this epoch: its figures so far (the
             loader must already leave out the batches done, see
-            :class:`~deepnc.data.item_seeds.ResumableSampler`).
+            :class:`~deepnc.data.samplers.ResumableSampler`).
         on_start: called once the loader's iterator exists, before the first batch (a
             resumed run restores its generators there).
         checkpoints: saves inside the epoch and stops it on preemption
-            (:class:`~deepnc.engine.checkpointing.StepCheckpoints`).
+            (:class:`~deepnc.engine.run_checkpoints.StepCheckpoints`).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from deepnc.checkpoint import Checkpoint
-from deepnc.config import load_config
 from deepnc.data import DatasetSplits, load_dataset
 from deepnc.engine.build import build_model
+from deepnc.engine.checkpoint import Checkpoint
+from deepnc.engine.config import load_config
 
 __all__ = ["check_dataset_matches", "load_checkpoint_dataset", "load_trained_model"]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from deepnc.config import TrainConfig
 from deepnc.data import DatasetSplits
 from deepnc.engine.build import count_parameters
+from deepnc.engine.config import TrainConfig
 from deepnc.engine.evaluation import TEST_METRICS, primary_metric
 
 __all__ = ["CurvesHook", "append_metrics", "read_metrics", "run_summary", "write_metrics"]
@@ -47,7 +47,7 @@ class CurvesHook:
         self.scored = config.evaluate_on
 
     def __call__(self) -> None:
-        from deepnc.engine.plots import plot_curves  # matplotlib, only where a run draws
+        from deepnc.plots.run_plots import plot_curves  # matplotlib, only where a run draws
 
         train_key = "train_top1" if self.task == "classification" else "train_pixel_accuracy"
         plot_curves(

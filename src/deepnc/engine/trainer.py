@@ -1,4 +1,5 @@
-"""A whole training run from a :class:`~deepnc.config.TrainConfig`: what ``deepnc train`` does.
+"""A whole training run from a :class:`~deepnc.engine.config.TrainConfig`: what
+``deepnc train`` does.
 
 The run folder (``config.out_dir``) receives:
 
@@ -6,7 +7,7 @@ The run folder (``config.out_dir``) receives:
 - ``metrics.jsonl``: one JSON row per epoch (train and test loss and top-1, seconds);
 - ``checkpoint.safetensors`` (+ ``.json``): the newest state, after an epoch or inside
   one (``checkpoint_every_steps`` / ``_minutes``, and on SIGTERM), the ones it replaced
-  in ``checkpoints/`` (:mod:`~deepnc.engine.checkpointing`);
+  in ``checkpoints/`` (:mod:`~deepnc.engine.run_checkpoints`);
 - ``curves.png`` (drawn from ``metrics.jsonl``) and, at the end, ``summary.json``.
 
 Every epoch re-seeds torch's generator and the sampler from ``(seed, epoch)``, and a
@@ -31,12 +32,15 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from deepnc.checkpoint import Checkpoint, TrainingState
-from deepnc.config import INCIDENTAL_KEYS, TrainConfig, save_config
 from deepnc.data import DatasetSplits
-from deepnc.distributed import all_gather_objects, barrier
 from deepnc.engine.build import build_data, build_loaders, build_model, build_optimisation
-from deepnc.engine.checkpointing import (
+from deepnc.engine.checkpoint import Checkpoint, TrainingState
+from deepnc.engine.compile import SeedingWatch, compile_model
+from deepnc.engine.config import INCIDENTAL_KEYS, TrainConfig, save_config
+from deepnc.engine.evaluation import TEST_METRICS, evaluate_split, primary_metric
+from deepnc.engine.head_setup import follow_half_life, warm_start_heads
+from deepnc.engine.loop import train_one_epoch
+from deepnc.engine.run_checkpoints import (
     EpochProgress,
     Preempted,
     PreemptionWatch,
@@ -45,10 +49,6 @@ from deepnc.engine.checkpointing import (
     capture_rng,
     restore_rng,
 )
-from deepnc.engine.compile import SeedingWatch, compile_model
-from deepnc.engine.evaluation import TEST_METRICS, evaluate_split, primary_metric
-from deepnc.engine.head_setup import follow_half_life, warm_start_heads
-from deepnc.engine.loop import train_one_epoch
 from deepnc.engine.run_folder import (
     CurvesHook,
     append_metrics,
@@ -56,8 +56,7 @@ from deepnc.engine.run_folder import (
     run_summary,
     write_metrics,
 )
-from deepnc.engine.seg_inference import InferenceOptions
-from deepnc.engine.setup import (
+from deepnc.engine.runtime import (
     Runtime,
     deterministic_algorithms,
     epoch_seed,
@@ -65,7 +64,9 @@ from deepnc.engine.setup import (
     start_runtime,
     stop_runtime,
 )
+from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.engine.transfer import transfer_backbone
+from deepnc.nn.distributed import all_gather_objects, barrier
 
 __all__ = ["train"]
 

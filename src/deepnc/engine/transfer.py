@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepnc.checkpoint import Checkpoint, resolve_checkpoint
+from deepnc.engine.checkpoint import Checkpoint, resolve_checkpoint
 
 __all__ = ["TransferReport", "transfer_backbone"]
 

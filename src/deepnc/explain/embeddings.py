@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from deepnc.embedding_cache import load_embeddings, save_embeddings
-from deepnc.head import DNCHead
-from deepnc.progress import progress_bar
-from deepnc.targets import captured_inputs, single_dnc_head
+from deepnc.explain.embedding_cache import load_embeddings, save_embeddings
+from deepnc.nn.head import DNCHead
+from deepnc.nn.hooks import captured_inputs, single_dnc_head
+from deepnc.utils.progress import progress_bar
 
 log = logging.getLogger("deepnc")
 
@@ -112,7 +112,7 @@ def training_embeddings(
     progress: bool = False,
 ) -> Embeddings:
     """The training split's :class:`Embeddings`: from the run folder's cache when it was
-    made with this model's weights (see :mod:`deepnc.embedding_cache`), else embedded
+    made with this model's weights (see :mod:`deepnc.explain.embedding_cache`), else embedded
     now and cached there (a folder that cannot be written is left alone)."""
     cached = load_embeddings(run, model)
     if cached is not None and len(cached[1]) == len(dataset):

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from deepnc.explain.explain import Explanation
+from deepnc.explain.evidence import Explanation
 
 __all__ = ["MAP_COLOURS", "map_range", "overlay", "plot_gallery", "plot_prediction"]
 

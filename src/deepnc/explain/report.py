@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepnc.explain.explain import Explanation
+from deepnc.explain.evidence import Explanation
 from deepnc.explain.render import MAP_COLOURS, map_range, overlay
 
 __all__ = ["ReportItem", "png_data_uri", "write_report"]

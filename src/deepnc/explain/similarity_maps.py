@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepnc.targets import captured_inputs, single_dnc_head
+from deepnc.nn.hooks import captured_inputs, single_dnc_head
 
 __all__ = [
     "SimilarityMaps",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from deepnc.head import DNCHead
+from deepnc.nn.head import DNCHead
 
 __all__ = [
     "SnapResult",

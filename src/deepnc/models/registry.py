@@ -28,10 +28,10 @@ import torchvision
 from timm.models import adapt_input_conv
 from torch import nn
 
-from deepnc._validate import did_you_mean
-from deepnc.convert import convert
 from deepnc.models.cifar_resnet import resnet20, resnet32, resnet56
 from deepnc.models.efficientnet_lite import efficientnet_lite0
+from deepnc.nn.convert import convert
+from deepnc.utils.validate import did_you_mean
 
 __all__ = ["HEADS", "create_model", "list_models"]
 
@@ -143,7 +143,7 @@ def _backbone(name: str, *, num_classes: int, in_chans: int, pretrained: bool) -
 
 
 def _reset_torchvision_classifier(model: nn.Module, num_classes: int) -> None:
-    from deepnc.convert import find_classifier, set_submodule
+    from deepnc.nn.convert import find_classifier, set_submodule
 
     layer_name, layer = find_classifier(model)
     if layer.out_features != num_classes:
