@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ROOT, command_line, training_parser, write_results
-from deepnc.commands.explain import snap_checkpoint
+from deepnc.commands.snap import snap_checkpoint
 from deepnc.engine.compare import run_once
 from deepnc.engine.config import load_config
 

@@ -5,7 +5,7 @@
 
 Every number of RESULTS.md and of the README block between ``<!-- results:begin -->``
 and ``<!-- results:end -->`` comes from a JSON file written by a benchmark script;
-each table names the command that wrote it. ``tests/test_results_report.py`` checks
+each table names the command that wrote it. ``benchmarks/tests/test_report.py`` checks
 that the committed files are exactly what this renderer makes of the committed JSON.
 """
 

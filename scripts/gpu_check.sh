@@ -13,7 +13,7 @@ mkdir -p /usr/share/datasets && cp -r .gpu/fashion-mnist /usr/share/datasets/
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
 python3 -c "import torch, torchvision, timm, torchmetrics; print(torch.__version__, torchvision.__version__, timm.__version__, torchmetrics.__version__, torch.cuda.get_device_name())"
 echo "== 1. tests on CUDA (device auto picks cuda)"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_sync_free.py tests/test_engine.py tests/test_head.py 2>&1 | tail -15
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/nn/test_sync_free.py tests/engine/test_engine.py tests/nn/test_head.py 2>&1 | tail -15
 echo "== 2. host syncs of a steady-state DNC step on CUDA (expect 0)"
 timeout 60 python3 - <<'PY'
 import torch, deepnc

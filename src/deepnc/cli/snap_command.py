@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepnc.commands.explain import snap_checkpoint
+from deepnc.commands.snap import snap_checkpoint
 from deepnc.engine.runtime import select_device
 
 

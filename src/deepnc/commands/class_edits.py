@@ -34,8 +34,8 @@ def add_classes_from_folders(
     examples) to a classification checkpoint's DNC head; write the result to ``out``.
 
     Args:
-        num_subcentroids: distinct sub-centroids per new class; 1 (the default) is what
-            RESULTS.md (section 6b) found best for a few examples, ``None`` the head's K.
+        num_subcentroids: distinct sub-centroids per new class; 1 (the default) suits a
+            few examples per class, ``None`` takes the head's K.
 
     Returns:
         ``(the new checkpoint, messages for the files skipped)``.

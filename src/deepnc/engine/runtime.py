@@ -3,17 +3,6 @@
 One code path: a plain ``deepnc train`` is a world of one process; under ``torchrun``
 the environment variables ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` start DDP (NCCL
 on CUDA, gloo on CPU).
-
-Restarts under ``torchrun --max-restarts``: torchrun's agent keeps one key-value store
-(its "shared TCPStore") for the whole job and hands the same one to every restarted
-group, so the keys the previous group wrote there (where each process listens) are still
-there. A restarted process that reads one before its new peer overwrites it connects to
-a dead process: gloo's ``connectFullMesh`` fails with "Connection refused", or the group
-hangs in ``init_process_group`` (pytorch/pytorch#135712; so in torch 2.14). On one node
-every process of a group has the agent's restart count, so each restart here gets keys
-of its own (``deepnc/restart_<n>/``). Across nodes the counts can differ; there the
-group is joined as torch does it, and a warning names torchrun's own switch
-(``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: a fresh store for every restart).
 """
 
 from __future__ import annotations
@@ -100,9 +89,15 @@ def start_runtime(device: str = "auto") -> Runtime:
 
 
 def join_process_group(backend: str, world: int) -> None:
-    """``init_process_group`` of ``world`` processes from torchrun's environment; a
-    restarted group on one node on keys of its own in the agent's store (see the module
-    docstring)."""
+    """``init_process_group`` of ``world`` processes from torchrun's environment.
+
+    torchrun's agent hands one key-value store to every restarted group, and a process
+    that reads a dead group's address from it fails to connect or hangs
+    (pytorch/pytorch#135712). On one node every process has the agent's restart count,
+    so each restart joins on keys of its own (``deepnc/restart_<n>/``); across nodes the
+    counts can differ, so the group joins as torch does it and process 0 names
+    torchrun's switch for a fresh store per restart.
+    """
     environment = os.environ
     if environment.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         dist.init_process_group(backend)

@@ -22,7 +22,7 @@ from deepnc.nn import defaults, distributed
 from deepnc.nn.counter_random import random_bits
 from deepnc.nn.diagnostics import BankDiagnostics, diagnose
 from deepnc.nn.grouping import ClassSlots, class_counts, class_slots, keep_per_class
-from deepnc.nn.kmeans import seed_classes
+from deepnc.nn.kmeans import seed_classes, seeding_generators
 from deepnc.nn.memory import ClassMemory
 from deepnc.nn.momentum import warmup_momentum
 from deepnc.nn.update import assign, cell_sums, move, own_class_scores, reseed_dead
@@ -46,11 +46,9 @@ class SubCentroidBank(nn.Module):
         num_subcentroids: K per class (>= 1).
         dim: D, the embedding width (>= 1).
         momentum: mu in [0, 1): ``p <- normalise(mu p + (1 - mu) mean)``.
-        momentum_warmup: W >= 0; the n-th update of a class (n = 0, 1, ...) uses
-            ``min(mu, (1 + n) / (W + n))`` instead of mu, the warm-up of TensorFlow's
-            ``ExponentialMovingAverage(num_updates=...)``, so that early sub-centroids
-            follow the quickly changing features of a young network instead of
-            keeping most of their first seeds. 0 disables it (mu from the start).
+        momentum_warmup: W >= 0; the n-th update of a class uses
+            ``min(mu, (1 + n) / (W + n))``, so that early sub-centroids follow a young
+            network (:func:`~deepnc.nn.momentum.warmup_momentum`); 0: mu from the start.
         sinkhorn_eps: entropy weight of the balanced assignment (> 0).
         sinkhorn_iterations: Sinkhorn-Knopp iterations (>= 1).
         assignment: ``"sinkhorn"`` (balanced, the method), ``"nearest"`` (plain
@@ -170,7 +168,7 @@ class SubCentroidBank(nn.Module):
             self.num_classes,
             self.num_subcentroids,
             max_per_class=defaults.SEED_SAMPLES_PER_CLASS,
-            generators=(self._generator(salt=2), self._generator(salt=3)),
+            generators=seeding_generators(self.seed, int(self.num_updates)),
         )
         self._write_rows(classes, rows)
         self.initialised[classes] = True
@@ -207,13 +205,6 @@ class SubCentroidBank(nn.Module):
         self.steps_since_used[present] = 0
         self.reset_statistics()
 
-    def _generator(self, salt: int) -> torch.Generator:
-        """A CPU generator that every process builds identically, for seeding (a host
-        step: it reads the update count back to the host)."""
-        generator = torch.Generator()
-        generator.manual_seed((self.seed * 1_000_003 + int(self.num_updates)) * 8 + salt)
-        return generator
-
     # ----------------------------------------------------------------- update API
     @property
     def momentum(self) -> float:
@@ -237,21 +228,17 @@ class SubCentroidBank(nn.Module):
         max_per_class: int | None = None,
         include: torch.Tensor | None = None,
     ) -> None:
-        """One clustering step from a flat batch of labelled unit features.
-
-        Unseeded classes present in the batch are seeded from their samples; every
-        other class present with at least one correct sample is clustered over its
-        correct samples and moved by momentum. Nothing else changes. Once every class
-        is seeded this makes no host-device sync when ``scores`` is given.
+        """One clustering step from a flat batch of labelled unit features: unseeded
+        classes present are seeded from their samples; every other class present with a
+        correct sample is clustered over its correct samples and moved by momentum. Once
+        every class is seeded this makes no host-device sync when ``scores`` is given.
 
         Args:
             features: ``(M, D)`` unit-norm features (finite where included).
             labels: ``(M,)`` int64 classes in ``[0, C)``.
-            correct: ``(M,)`` bool, which samples the model classified correctly
-                (default: all of them).
-            scores: ``(M, K)`` cosine of each feature to its class's sub-centroids
-                as they are now, when the caller has it (the head's forward does);
-                computed otherwise (with a sync: see :func:`~deepnc.nn.update.own_class_scores`).
+            correct: ``(M,)`` bool, the samples classified correctly (default all).
+            scores: ``(M, K)`` cosines to their class's sub-centroids, when the caller
+                has them (the head does); else computed (a sync).
             max_per_class: cluster at most this many correct samples per class (a
                 random subset drawn on the device); ``None`` for all.
             include: ``(M,)`` bool, the samples to use at all, for seeding too
@@ -288,27 +275,22 @@ class SubCentroidBank(nn.Module):
     ) -> None:
         """Assign, average and move: the momentum update of the classes in ``labels``.
 
-        Static shapes and no host-device sync: the work is laid out in
-        ``min(M, C)`` class slots (a batch of M samples touches at most that many
-        classes: at C = 1000 with a batch of 64, 64 slots, not 1000 rows), unused
+        Static shapes and no host-device sync: the work is laid out in ``min(M, C)``
+        class slots (a batch of M samples touches at most that many classes), unused
         slots masked.
 
         Args:
             features: ``(M, D)`` unit features of seeded classes.
             labels: ``(M,)`` int64 class of each (unused when ``slots`` is given).
             scores: ``(M, K)`` cosine of each feature to the K sub-centroids of its class.
-            include: ``(M,)`` bool, the samples to use (correctly classified ones);
-                default all. Left-out samples go to a discarded extra slot rather
-                than being copied out, which would cost a pass over the features.
-            slots: the class slots of the samples, when the caller has laid them out
-                (the head's memory does); computed from ``labels`` and ``include``
-                otherwise.
-            rows_per_slot: L > 0 when the samples come slot by slot, L rows each (row
-                r belongs to slot r // L, or is left out): the sums are then one
-                batched matmul instead of a scatter, which compiled CPU code would run
-                as atomic adds.
-            momentum: this step's mu instead of the bank's (0 moves every sub-centroid
-                onto the mean of its samples: a k-means round, what :meth:`fit` does).
+            include: ``(M,)`` bool, the samples to use (default all); left-out ones go to
+                a discarded extra slot rather than being copied out.
+            slots: the samples' class slots when the caller has laid them out (the
+                memory does); else computed from ``labels`` and ``include``.
+            rows_per_slot: L > 0 when the samples come slot by slot, L rows each: the
+                sums are then one batched matmul (see :func:`~deepnc.nn.update.cell_sums`).
+            momentum: this step's mu instead of the bank's (0: a k-means round, what
+                :meth:`fit` does).
         """
         self.num_updates += 1
         if slots is None:

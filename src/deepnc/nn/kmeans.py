@@ -7,7 +7,18 @@ import torch.nn.functional as F
 
 from deepnc.nn.grouping import group_by_class
 
-__all__ = ["kmeans_plus_plus", "seed_classes"]
+__all__ = ["kmeans_plus_plus", "seed_classes", "seeding_generators"]
+
+
+def seeding_generators(seed: int, updates_done: int) -> tuple[torch.Generator, torch.Generator]:
+    """The two CPU generators of :func:`seed_classes` (the subset, the k-means++ draws),
+    built identically on every process from the bank's seed and its update count."""
+    pair = []
+    for salt in (2, 3):
+        generator = torch.Generator()
+        generator.manual_seed((seed * 1_000_003 + updates_done) * 8 + salt)
+        pair.append(generator)
+    return pair[0], pair[1]
 
 
 def seed_classes(

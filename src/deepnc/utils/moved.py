@@ -18,7 +18,7 @@ import warnings
 
 __all__ = ["MOVED", "install_moved_paths"]
 
-MOVED = {  # old module path -> where it lives now
+MOVED: dict[str, str | tuple[str, ...]] = {  # old module path -> where it lives now
     "deepnc._validate": "deepnc.utils.validate",
     "deepnc._extras": "deepnc.utils.extras",
     "deepnc.progress": "deepnc.utils.progress",
@@ -54,7 +54,7 @@ MOVED = {  # old module path -> where it lives now
     "deepnc.engine.fit": "deepnc.commands.fit",
     "deepnc.engine.class_edits": "deepnc.commands.class_edits",
     "deepnc.engine.checkpoint_eval": "deepnc.commands.evaluate",
-    "deepnc.explain.workflow": "deepnc.commands.explain",
+    "deepnc.explain.workflow": ("deepnc.commands.snap", "deepnc.commands.explain"),
     "deepnc.explain.dense_workflow": "deepnc.commands.seg_explain",
     "deepnc.explain.explain": "deepnc.explain.evidence",
     "deepnc.explain.dense": "deepnc.explain.seg_maps",
@@ -68,15 +68,19 @@ MOVED = {  # old module path -> where it lives now
 class _MovedModule(types.ModuleType):
     """A stand-in for an old path: every attribute is read from the new module."""
 
-    def __init__(self, name: str, target: str) -> None:
-        super().__init__(name, f"Moved to {target}.")
-        self.__target = target
+    def __init__(self, name: str, targets: tuple[str, ...]) -> None:
+        super().__init__(name, f"Moved to {' and '.join(targets)}.")
+        self.__targets = targets
 
     def __getattr__(self, name: str):
-        return getattr(importlib.import_module(self.__target), name)
+        for target in self.__targets:
+            module = importlib.import_module(target)
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
-        return dir(importlib.import_module(self.__target))
+        return sorted({n for t in self.__targets for n in dir(importlib.import_module(t))})
 
 
 class _MovedPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -86,15 +90,15 @@ class _MovedPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec) -> types.ModuleType:
-        target = MOVED[spec.name]
+        targets = MOVED[spec.name]
+        targets = (targets,) if isinstance(targets, str) else targets
         warnings.warn(
-            f"{spec.name} moved to {target} in deepnc 0.2; import it from there (the old "
-            "path goes in deepnc 0.3)",
+            f"{spec.name} moved to {' and '.join(targets)} in deepnc 0.2; import it from "
+            "there (the old path goes in deepnc 0.3)",
             DeprecationWarning,
             stacklevel=2,
         )
-        importlib.import_module(target)
-        return _MovedModule(spec.name, target)
+        return _MovedModule(spec.name, targets)
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass

@@ -4,22 +4,14 @@
 ``DataLoader``), it makes an iterator of it that it never uses, and the loop makes
 another. For a loader with workers that are not persistent, that first iterator starts
 the workers and fills their prefetch queues for nothing, on every pass. Here the bar is
-given the iterator itself and the length separately.
-
-Making that dropped iterator also drew one number from the loader's generator (torch's
-global one when the loader has none), and the runs recorded in RESULTS.md were trained
-with those draws in their random streams. :func:`progress_bar` keeps the draw, without
-the iterator, so they regenerate bit for bit. ``tqdm`` is imported on the first call:
-the core needs torch alone.
+given the iterator itself and the length separately. ``tqdm`` is imported on the first
+call: the core needs torch alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-
-import torch
-from torch.utils.data import DataLoader
 
 __all__ = ["progress_bar"]
 
@@ -40,8 +32,6 @@ def progress_bar(
     """
     from tqdm.auto import tqdm
 
-    if isinstance(batches, DataLoader):  # the draw of the iterator tqdm used to drop
-        torch.empty((), dtype=torch.int64).random_(generator=batches.generator)
     try:
         total = len(batches)  # type: ignore[arg-type]
     except TypeError:  # an iterable without a length (a generator, an IterableDataset)

@@ -1,9 +1,9 @@
 """Deterministic streams of training steps, one per mode of the sub-centroid update.
 
-``tests/data/update_v0_1.safetensors`` holds the buffers that v0.1's update (the one with
+``tests/fixtures/update_v0_1.safetensors`` holds the buffers that v0.1's update (the one with
 host syncs, commit 3cb90af) reached on these streams; ``test_update_equivalence.py``
 checks that today's sync-free update reaches the same ones (integers equal, floats
-within 1e-5). The file was written by ``python tests/update_scenarios.py`` at that
+within 1e-5). The file was written by ``python tests/helpers/update_scenarios.py`` at that
 commit; running it on a later commit rewrites it from that commit's update.
 
 Every stream seeds its classes mid-run (a class first appears at step 8), carries
@@ -19,7 +19,7 @@ import torch
 
 from deepnc import DNCHead
 
-GOLDEN = Path(__file__).parent / "data" / "update_v0_1.safetensors"
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "update_v0_1.safetensors"
 STEPS, CLASSES, DIM = 30, 5, 8
 
 SCENARIOS: dict[str, dict] = {

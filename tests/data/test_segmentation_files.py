@@ -17,7 +17,7 @@ from deepnc.data.seg_pipeline import SegmentationPipeline
 from deepnc.engine.seg_evaluation import evaluate_segmentation
 from deepnc.engine.seg_inference import InferenceOptions, infer, slide_logits
 from deepnc.models.seg_models import create_segmentation_model
-from seg_layout_data import (
+from helpers.seg_layout_data import (
     PIXEL_OF,
     SIZES,
     train_ids,

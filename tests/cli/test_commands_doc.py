@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "commands.md"
 BLOCKS = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)
 COMMANDS = "configs train eval compare fit predict snap explain add-classes remove-classes export"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from update_scenarios import GOLDEN, SCENARIOS, run
+from helpers.update_scenarios import GOLDEN, SCENARIOS, run
 
 
 @pytest.fixture(scope="module")

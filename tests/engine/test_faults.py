@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from benchmarks.elastic_restarts import group_workers, launched, one_round
 
 import deepnc.engine.checkpoint as checkpoint_module
 from deepnc.engine import train
@@ -25,6 +24,7 @@ from deepnc.engine.checkpoint import Checkpoint
 from deepnc.engine.config import load_config
 from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, PreemptionWatch, StepCheckpoints
 from deepnc.engine.runtime import join_process_group
+from deepnc.testing.torchrun import group_workers, launched, one_round
 
 # 320 digits in batches of 32: 10 steps an epoch, 3 epochs, a checkpoint every 4 steps
 TINY = ["--dataset", "digits", "--train_subset", "320", "--batch_size", "32"]

@@ -8,7 +8,7 @@ import yaml
 from deepnc.engine.config import TrainConfig, load_config, parse_overrides, save_config
 from deepnc.engine.recipes import list_configs
 
-CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+CONFIGS = sorted(Path(__file__).parents[2].joinpath("configs").glob("*.yaml"))
 
 
 def test_overrides_are_yaml_scalars():

@@ -24,7 +24,7 @@ from benchmarks.render import (
 from benchmarks.report_format import Results, mean_std
 from benchmarks.run import step_arguments
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SECTION_TITLES = (
     "1. Classification",

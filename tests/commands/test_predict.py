@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from deepnc.cli import main
-from deepnc.commands.explain import snap_checkpoint
 from deepnc.commands.predict import Predictor
+from deepnc.commands.snap import snap_checkpoint
 from deepnc.data.image_files import read_image
 from deepnc.data.in_memory import DEBIAN_FASHION_MNIST
 from deepnc.data.normalise import to_pixels

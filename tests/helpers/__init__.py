@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: data they write for themselves, stored update scenarios."""
