@@ -47,6 +47,7 @@ from deepnc.engine.compile import COMPILE_MODES, compile_model
 from deepnc.models import resnet20
 from deepnc.models.outputs import main_and_aux
 from deepnc.nn.convert import find_classifier, set_submodule
+from deepnc.nn.update import own_class_scores
 from deepnc.testing.reference import per_class_update
 
 
@@ -238,7 +239,7 @@ def _dense_step(
     kind: str, with_scores: bool, num_pixels: int, device: str = "cpu"
 ) -> Callable[[], object]:
     bank, features, labels = _dense_problem(num_pixels, device)
-    scores = bank.own_class_scores(features, labels) if with_scores else None
+    scores = own_class_scores(features, labels, bank.subcentroids) if with_scores else None
     if kind == "batched":
         step = lambda: bank.update(features, labels, scores=scores)  # noqa: E731
     else:

@@ -27,7 +27,6 @@ from benchmarks.common import FULL_RESULTS, command_line, write_results
 from benchmarks.head_overhead import compiled, interleaved_medians
 from deepnc import DNCHead
 from deepnc.nn.grouping import ClassSlots, class_slots
-from deepnc.nn.head import step_from_memory
 
 C, K, L, D, N = 1000, 4, 64, 2048, 64
 
@@ -84,11 +83,11 @@ def layout_row(rounds: int) -> dict:
     block = ClassSlots(classes=torch.arange(C), valid=present, ids=torch.empty(0))
     heads = {"slots": seeded_head(), "block": seeded_head()}
     for head, layout in ((heads["slots"], slots), (heads["block"], block)):
-        step_from_memory(head.bank, head.memory, layout)
+        head.bank.step_from_memory(head.memory, layout)
     torch.testing.assert_close(heads["slots"].subcentroids, heads["block"].subcentroids)
     steps = {
-        "slots": lambda: step_from_memory(heads["slots"].bank, heads["slots"].memory, slots),
-        "block": lambda: step_from_memory(heads["block"].bank, heads["block"].memory, block),
+        "slots": lambda: heads["slots"].bank.step_from_memory(heads["slots"].memory, slots),
+        "block": lambda: heads["block"].bank.step_from_memory(heads["block"].memory, block),
     }
     medians = interleaved_medians(steps, rounds=rounds, warmup=1)
     return {

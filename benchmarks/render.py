@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+import deepnc
 from benchmarks.common import ROOT, relative
 from benchmarks.plan import BUDGET_DESCRIPTIONS
 from benchmarks.report_accuracy import ablation, classification, segmentation, snapping
@@ -148,6 +149,18 @@ def header(results: Results) -> list[str]:
             f"was `{driver.get('command')}`:",
             "",
             *table(["step", "status", "minutes"], [*rows, ["total", "", f"{total / 60:.1f}"]]),
+        ]
+    earlier = [name for name, step in steps.items() if step.get("deepnc") != deepnc.__version__]
+    if earlier:
+        versions = sorted({steps[name].get("deepnc", "0.1.0") for name in earlier})
+        lines += [
+            "",
+            f"Measured with an earlier deepnc ({', '.join(versions)}) than this one "
+            f"({deepnc.__version__}): {', '.join(earlier)}. Their random streams differ from "
+            "this release's (0.2 no longer draws a number from each data loader's generator "
+            "when it makes a progress bar), so rerunning them moves their figures within "
+            "the seeds' spread; each step's next run replaces them.",
+            "",
         ]
     return lines
 

@@ -26,6 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
+import deepnc
 from benchmarks.common import ROOT, command_line, relative
 from benchmarks.plan import BUDGETS, Step, plan
 
@@ -91,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("== %s: %s", step.name, command)
         status, seconds = run_step(step, step_argv)
         log.info("== %s: %s in %.0f s", step.name, status, seconds)
-        record["steps"][step.name] = {"command": command, "status": status, "seconds": seconds}
+        record["steps"][step.name] = {
+            "command": command,
+            "status": status,
+            "seconds": seconds,
+            "deepnc": deepnc.__version__,
+        }
         results_dir.mkdir(parents=True, exist_ok=True)
         record_path.write_text(json.dumps(record, indent=2) + "\n")
         if status != "done":

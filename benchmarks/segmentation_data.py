@@ -38,7 +38,7 @@ from deepnc.data.in_memory import fashion_mnist_arrays
 from deepnc.engine.build import build_data, build_loaders
 from deepnc.engine.compare import compare, comparison_rows
 from deepnc.engine.config import load_config
-from deepnc.engine.loop import train_one_epoch
+from deepnc.engine.loop import StepOptions, train_one_epoch
 from deepnc.engine.optim import build_optimizer
 from deepnc.engine.runtime import Runtime
 from deepnc.models.seg_models import create_segmentation_model
@@ -123,8 +123,9 @@ def step_seconds(images: torch.Tensor, masks: torch.Tensor, num_classes: int) ->
     loader = DataLoader(TensorDataset(images, masks), batch_size=len(images))
     times = []
     for _ in range(1 + STEP_ROUNDS):
+        options = StepOptions(ignore_index=255)
         stats = train_one_epoch(
-            model, loader, optimizer, device=torch.device("cpu"), ignore_index=255
+            model, loader, optimizer, device=torch.device("cpu"), options=options
         )
         times.append(stats.step_seconds)
     return float(np.median(times[1:]))

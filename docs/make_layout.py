@@ -14,10 +14,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUT = ROOT / "docs" / "layout.md"
-PARTS = (  # (folder, what it holds), lowest layer first: a folder imports only from those above it here
+# (folder, what it holds), lowest layer first: a folder imports only from those above it
+PARTS = (
     ("src/deepnc", "the public features (the root: `import deepnc` is the method's API)"),
     ("src/deepnc/utils", "helpers every layer uses, torch alone"),
-    ("src/deepnc/nn", "the method: the head, its bank of sub-centroids and their update (torch alone)"),
+    ("src/deepnc/nn", "the method, torch alone: the head, its sub-centroids and their update"),
     ("src/deepnc/testing", "for tests and benchmarks: the reference update, torchrun groups"),
     ("src/deepnc/data", "datasets by name"),
     ("src/deepnc/models", "backbones and segmentation models with either head"),

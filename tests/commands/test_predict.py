@@ -126,10 +126,12 @@ def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
 def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys):
     checkpoint, folder = run
     new = tmp_path / "new"
-    for name, indices in (("seven-ish", [0, 1]), ("eight-ish", [2, 3, 4])):
+    # eight-ish: three copies of one image, so that its mean is that image's embedding
+    for name, indices in (("seven-ish", [0, 1]), ("eight-ish", [2, 2, 2])):
         (new / name).mkdir(parents=True)
-        for index in indices:
-            (new / name / f"{index}.png").write_bytes((folder / f"{index}.png").read_bytes())
+        for copy, index in enumerate(indices):
+            source = (folder / f"{index}.png").read_bytes()
+            (new / name / f"{index}-{copy}.png").write_bytes(source)
     added = tmp_path / "added.safetensors"
     before = (checkpoint / "checkpoint.safetensors").read_bytes()
     assert main(["add-classes", str(checkpoint), str(new), "--out", str(added)]) == 0
@@ -138,7 +140,7 @@ def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys
     names = predictor.checkpoint.class_names
     assert names[-2:] == ["eight-ish", "seven-ish"] and predictor.checkpoint.num_classes == 12
     labels = {p.class_name for p in predictor.predict([new / "eight-ish"])}
-    assert labels == {"eight-ish"}  # its examples are nearest their own mean
+    assert labels == {"eight-ish"}  # at cosine 1 to its own sub-centroid
     removed = tmp_path / "removed.safetensors"
     assert main(["remove-classes", str(added), "seven-ish", "--out", str(removed)]) == 0
     assert Predictor(removed).checkpoint.class_names == names[:-1]

@@ -172,5 +172,11 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     compiled = train(compiled_config)
     assert compiled["config"]["compile"] is True  # saved with the run
     assert abs(compiled["test_top1"] - eager["test_top1"]) <= 2 / 64  # a sample or two
-    assert math.isclose(compiled["test_loss"], eager["test_loss"], rel_tol=1e-2)
+    # The training loss is the figure both runs compute on the same batches; the test loss
+    # of a near-chance net after three steps magnifies any flipped near-tie.
+    train_losses = [
+        json.loads((tmp_path / name / "run" / "metrics.jsonl").read_text())["train_loss"]
+        for name in ("eager", "compiled")
+    ]
+    assert math.isclose(*train_losses, rel_tol=1e-2)
     assert find_finished_run(compiled_config, [tmp_path / "eager"]) is not None

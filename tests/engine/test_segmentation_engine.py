@@ -343,7 +343,7 @@ class _Bias(nn.Module):
 
 
 def test_training_figures_leave_ignored_pixels_out():
-    from deepnc.engine.loop import train_one_epoch
+    from deepnc.engine.loop import StepOptions, train_one_epoch
 
     masks = torch.ones(4, 2, 2, dtype=torch.long)
     masks[:, 0, 0] = 0  # a quarter of the pixels is class 0 (wrong)
@@ -355,7 +355,7 @@ def test_training_figures_leave_ignored_pixels_out():
         loader,
         torch.optim.SGD(model.parameters(), lr=0.0),
         device=torch.device("cpu"),
-        ignore_index=255,
+        options=StepOptions(ignore_index=255),
     )
     assert stats.accuracy == pytest.approx(2 / 3) and stats.samples == 4 and stats.steps == 2
     # cross-entropy: ln(4/3) for a class-1 pixel, ln(4) for a class-0 pixel

@@ -47,7 +47,7 @@ def test_convert_classification_models(name):
     build, where, width = CLASSIFIERS[name]
     model = build()
     assert deepnc.find_classifier(model)[0] == where
-    deepnc.nn.convert(model, num_subcentroids=3)
+    deepnc.convert(model, num_subcentroids=3)
     head = model.get_submodule(where)
     assert isinstance(head, DNCHead) and head.in_features == width and head.num_classes == 7
     images, labels = torch.randn(8, 3, 32, 32), torch.arange(7).repeat(2)[:8]
@@ -58,7 +58,7 @@ def test_convert_classification_models(name):
 
 
 def test_convert_timm_keeps_its_contract():
-    model = deepnc.nn.convert(timm.create_model("resnet10t", num_classes=3), num_classes=5)
+    model = deepnc.convert(timm.create_model("resnet10t", num_classes=3), num_classes=5)
     assert isinstance(model.get_classifier(), DNCHead) and model.num_classes == 5
 
 
@@ -75,7 +75,7 @@ def test_convert_timm_keeps_its_contract():
     ids=["fcn_resnet50", "deeplabv3_mobilenet_v3_large"],
 )
 def test_convert_segmentation_models(build):
-    model = deepnc.nn.convert(build(), num_subcentroids=5)
+    model = deepnc.convert(build(), num_subcentroids=5)
     head = model.classifier[-1]
     assert isinstance(head, DNCHead) and head.memory is None and head.ignore_index == 255
     images = torch.randn(2, 3, 64, 64)
@@ -88,9 +88,9 @@ def test_convert_segmentation_models(build):
 
 def test_convert_errors_are_clear():
     with pytest.raises(ValueError, match="no final classifier"):
-        deepnc.nn.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
-    model = deepnc.nn.convert(torchvision.models.resnet18(num_classes=3))
+        deepnc.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+    model = deepnc.convert(torchvision.models.resnet18(num_classes=3))
     with pytest.raises(ValueError, match="already a DNCHead"):
-        deepnc.nn.convert(model)
+        deepnc.convert(model)
     with pytest.raises(ValueError, match="num_subcentroids"):
-        deepnc.nn.convert(torchvision.models.resnet18(num_classes=3), num_subcentroids=0)
+        deepnc.convert(torchvision.models.resnet18(num_classes=3), num_subcentroids=0)

@@ -188,7 +188,7 @@ def test_seed_heads_seeds_every_class_of_a_model_and_keeps_its_batch_norm_statis
 
     import deepnc
 
-    model = deepnc.nn.convert(torchvision.models.resnet18(num_classes=4), num_subcentroids=2)
+    model = deepnc.convert(torchvision.models.resnet18(num_classes=4), num_subcentroids=2)
     running = model.bn1.running_mean.clone()
     batches = [(torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3] * 2))] * 3
     assert deepnc.seed_heads(model, batches)

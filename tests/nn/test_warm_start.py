@@ -70,7 +70,7 @@ def test_head_fit_leaves_out_ignored_and_nonfinite_samples_and_fills_the_memory(
 
 
 def small_model():
-    model = deepnc.nn.convert(torchvision.models.resnet18(num_classes=3))
+    model = deepnc.convert(torchvision.models.resnet18(num_classes=3))
     return model
 
 
@@ -86,7 +86,7 @@ def test_warm_start_fits_the_heads_and_changes_nothing_else():
     model = small_model()
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items() if "fc." not in k}
-    report = deepnc.nn.warm_start(model, batches(), samples_per_class=6)
+    report = deepnc.warm_start(model, batches(), samples_per_class=6)
     assert report.samples_per_class == [6, 6, 6] and report.batches == 2  # quota met: stopped
     head = deepnc.dnc_heads(model)[0]
     assert head.bank.all_seeded and torch.isfinite(head.subcentroids).all()
@@ -98,8 +98,8 @@ def test_warm_start_fits_the_heads_and_changes_nothing_else():
 def test_warm_start_is_seeded_and_takes_every_sample_when_the_quota_is_large():
     first, second = small_model(), small_model()
     second.load_state_dict(first.state_dict())
-    a = deepnc.nn.warm_start(first, batches(), samples_per_class=100, seed=3)
-    deepnc.nn.warm_start(second, batches(), samples_per_class=100, seed=3)
+    a = deepnc.warm_start(first, batches(), samples_per_class=100, seed=3)
+    deepnc.warm_start(second, batches(), samples_per_class=100, seed=3)
     assert a.samples_per_class == [16, 16, 16] and a.batches == 4
     heads = [deepnc.dnc_heads(model)[0] for model in (first, second)]
     assert torch.equal(heads[0].subcentroids, heads[1].subcentroids)
@@ -114,18 +114,18 @@ def test_warm_start_samples_pixels_of_dense_heads_class_by_class():
     masks[:, :4, :4] = 2
     masks[0, 0, 0] = 255  # an ignored pixel (the head's ignore_index is -100: out of range)
     data = [(torch.randn(4, 1, 16, 16), masks)]
-    report = deepnc.nn.warm_start(model, data, samples_per_class=3, samples_per_batch=3)
+    report = deepnc.warm_start(model, data, samples_per_class=3, samples_per_batch=3)
     assert report.samples_per_class == [3, 3, 3]  # pixels of the feature map, per class
     assert all(head.bank.all_seeded for head in deepnc.dnc_heads(model))
 
 
 def test_warm_start_explains_its_misuse():
     with pytest.raises(ValueError, match="must contain a DNCHead"):
-        deepnc.nn.warm_start(nn.Linear(2, 2), batches())
+        deepnc.warm_start(nn.Linear(2, 2), batches())
     with pytest.raises(ValueError, match="samples_per_class must be >= 1"):
-        deepnc.nn.warm_start(small_model(), batches(), samples_per_class=0)
+        deepnc.warm_start(small_model(), batches(), samples_per_class=0)
     with pytest.raises(ValueError, match="saw no batch"):
-        deepnc.nn.warm_start(small_model(), [])
+        deepnc.warm_start(small_model(), [])
 
 
 @pytest.mark.parametrize(("half_life", "expected"), [(1.0, 0.5), (6.58, 0.9), (1e9, 0.999)])

@@ -4,12 +4,21 @@ Checkpoints live in :mod:`deepnc.engine.checkpoint`; this package imports the tr
 it the data loaders and the models) only when ``train`` or ``build_model`` is asked for.
 """
 
-from deepnc.engine.loop import EpochStats, EvalResult, evaluate, train_one_epoch
+from deepnc.engine.loop import (
+    EpochControl,
+    EpochStats,
+    EvalResult,
+    StepOptions,
+    evaluate,
+    train_one_epoch,
+)
 from deepnc.engine.optim import build_optimizer, build_scheduler
 
 __all__ = [
+    "EpochControl",
     "EpochStats",
     "EvalResult",
+    "StepOptions",
     "build_model",
     "build_optimizer",
     "build_scheduler",

@@ -28,8 +28,10 @@ from deepnc.utils.progress import progress_bar
 
 __all__ = [
     "AMP_DTYPES",
+    "EpochControl",
     "EpochStats",
     "EvalResult",
+    "StepOptions",
     "autocast",
     "evaluate",
     "train_one_epoch",
@@ -105,117 +107,123 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    *,
-    device: torch.device,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    amp: bool = False,
-    amp_dtype: str = "auto",
-    scaler: torch.amp.GradScaler | None = None,
-    grad_clip: float | None = None,
-    label_smoothing: float = 0.0,
-    ignore_index: int = -100,
-    aux_weight: float = 0.4,
-    progress: bool = False,
-    description: str = "train",
-    after_step: Callable[[], None] | None = None,
-    max_steps: int | None = None,
-    start: EpochProgress | None = None,
-    on_start: Callable[[], None] | None = None,
-    checkpoints: StepCheckpoints | None = None,
-) -> EpochStats:
-    """One pass over ``loader`` (or its first ``max_steps`` batches): forward (clustering
-    the DNC heads), backward, step.
+@dataclass(frozen=True)
+class StepOptions:
+    """How every training step computes its loss and moves the weights.
 
-    Args:
-        model: the model (possibly DDP-wrapped), already on ``device``.
-        loader: yields ``(images (B, C, H, W), labels (B,))``, or ``(B, H, W)`` masks for
-            a segmentation model (one returning ``{"out": ..., "aux": ...}``).
+    Attributes:
         scheduler: stepped after every optimisation step.
+        scaler: a ``GradScaler`` for fp16; ``None`` otherwise.
         amp, amp_dtype: mixed precision (see :func:`autocast`).
-        scaler: a ``GradScaler`` for fp16; None otherwise.
         grad_clip: clip the global gradient norm to this value.
         label_smoothing: of the cross-entropy.
         ignore_index: target value left out of the loss and the accuracy.
         aux_weight: weight of the auxiliary loss, when the model returns ``"aux"`` logits.
-        progress: show a progress bar (only on a terminal: logs stay readable).
-        after_step: called after every optimisation step (for example
-            :class:`deepnc.engine.compile.SeedingWatch`).
+    """
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    scaler: torch.amp.GradScaler | None = None
+    amp: bool = False
+    amp_dtype: str = "auto"
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
+    ignore_index: int = -100
+    aux_weight: float = 0.4
+
+
+@dataclass
+class EpochControl:
+    """Where an epoch starts and stops, and what runs beside it: a whole run's concerns
+    (:func:`deepnc.engine.trainer.train` fills them in; a script rarely needs them).
+
+    Attributes:
         max_steps: stop after this many steps (an iteration-based run's last epoch).
         start: the progress of a run resumed inside this epoch: its figures so far (the
             loader must already leave out the batches done, see
             :class:`~deepnc.data.samplers.ResumableSampler`).
         on_start: called once the loader's iterator exists, before the first batch (a
             resumed run restores its generators there).
+        after_step: called after every optimisation step (for example
+            :class:`deepnc.engine.compile.SeedingWatch`).
         checkpoints: saves inside the epoch and stops it on preemption
             (:class:`~deepnc.engine.run_checkpoints.StepCheckpoints`).
+    """
+
+    max_steps: int | None = None
+    start: EpochProgress | None = None
+    on_start: Callable[[], None] | None = None
+    after_step: Callable[[], None] | None = None
+    checkpoints: StepCheckpoints | None = None
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    options: StepOptions = StepOptions(),
+    control: EpochControl | None = None,
+    progress: bool = False,
+    description: str = "train",
+) -> EpochStats:
+    """One pass over ``loader`` (or its first ``control.max_steps`` batches): forward
+    (clustering the DNC heads), backward, step.
+
+    Args:
+        model: the model (possibly DDP-wrapped), already on ``device``.
+        loader: yields ``(images (B, C, H, W), labels (B,))``, or ``(B, H, W)`` masks for
+            a segmentation model (one returning ``{"out": ..., "aux": ...}``).
+        options: the loss, precision and optimiser step (:class:`StepOptions`).
+        control: where the epoch starts and stops (:class:`EpochControl`).
+        progress: show a progress bar (only on a terminal: logs stay readable).
 
     Raises:
         RuntimeError: the loss became NaN or infinite (the message gives the step).
         ValueError: a DNC head left bad targets or NaN features out of its updates
             (:meth:`deepnc.DNCHead.check_inputs`, read once, at the end of the epoch).
     """
+    control = control or EpochControl()
     model.train()
     uses_dnc = bool(dnc_heads(model))
-    criterion = dict(ignore_index=ignore_index, label_smoothing=label_smoothing)
     # (loss x labelled, correct, labelled) summed on the device: no extra wait per step
     tally = torch.zeros(3, dtype=torch.float64, device=device)
     samples = steps = 0
     compute = 0.0
     stopped = False
-    if start is not None:
+    if control.start is not None:
+        start = control.start
         tally += torch.tensor(start.tally, dtype=torch.float64, device=device)
         samples, steps, compute = start.samples, start.step, start.compute_seconds
     began = time.perf_counter()
     bar = progress_bar(loader, description, progress, dynamic_ncols=True)  # its iterator
-    if on_start is not None:  # (a resumed epoch's generators: after the iterator's draw)
-        on_start()
+    if control.on_start is not None:
+        control.on_start()
     for images, labels in bar:
-        if max_steps is not None and steps >= max_steps:
+        if control.max_steps is not None and steps >= control.max_steps:
             break
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         _synchronise(device)
         step_start = time.perf_counter()
-        context = training_targets(model, labels) if uses_dnc else contextlib.nullcontext()
-        with context, autocast(device, amp, amp_dtype):
-            logits, aux = main_and_aux(model(images))
-        loss = F.cross_entropy(logits.float(), labels, **criterion)
-        if aux is not None and aux_weight:
-            loss = loss + aux_weight * F.cross_entropy(aux.float(), labels, **criterion)
+        logits, loss = _forward_loss(model, images, labels, options, uses_dnc, device)
         loss_value = loss.item()  # the step's one wait for the device
         if not math.isfinite(loss_value):
             raise RuntimeError(
                 f"the training loss is {loss_value} at step {steps} of {description}"
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if after_step is not None:
-            after_step()
+        _optimise(model, loss, optimizer, options)
+        if control.after_step is not None:
+            control.after_step()
         _synchronise(device)
         compute += time.perf_counter() - step_start
-        valid = labels != ignore_index
+        valid = labels != options.ignore_index
         labelled = valid.sum()
         hits = ((logits.argmax(1) == labels) & valid).sum()
         tally += torch.stack([loss.detach().double() * labelled, hits, labelled]).double()
         samples += images.shape[0]
         steps += 1
+        checkpoints = control.checkpoints
         if checkpoints is not None and checkpoints.wants_checkpoint(steps):
             checkpoints.save(EpochProgress(0, steps, samples, tally.tolist(), compute))
             if checkpoints.stop:
@@ -243,6 +251,47 @@ def train_one_epoch(
         lr=optimizer.param_groups[0]["lr"],
         stopped=stopped,
     )
+
+
+def _forward_loss(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    options: StepOptions,
+    uses_dnc: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, loss)`` of a training forward (the DNC heads updated on the way)."""
+    criterion = dict(ignore_index=options.ignore_index, label_smoothing=options.label_smoothing)
+    context = training_targets(model, labels) if uses_dnc else contextlib.nullcontext()
+    with context, autocast(device, options.amp, options.amp_dtype):
+        logits, aux = main_and_aux(model(images))
+    loss = F.cross_entropy(logits.float(), labels, **criterion)
+    if aux is not None and options.aux_weight:
+        loss = loss + options.aux_weight * F.cross_entropy(aux.float(), labels, **criterion)
+    return logits, loss
+
+
+def _optimise(
+    model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, options: StepOptions
+) -> None:
+    """Backward and one optimiser (and scheduler) step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler = options.scaler
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if options.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if options.scheduler is not None:
+        options.scheduler.step()
 
 
 @torch.no_grad()

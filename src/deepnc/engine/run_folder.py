@@ -4,6 +4,7 @@ per epoch), ``curves.png`` (drawn from ``metrics.jsonl``) and ``summary.json``."
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,51 @@ from deepnc.engine.build import count_parameters
 from deepnc.engine.config import TrainConfig
 from deepnc.engine.evaluation import TEST_METRICS, primary_metric
 
-__all__ = ["CurvesHook", "append_metrics", "read_metrics", "run_summary", "write_metrics"]
+__all__ = [
+    "CurvesHook",
+    "append_metrics",
+    "epoch_row",
+    "log_epoch",
+    "read_metrics",
+    "run_summary",
+    "write_metrics",
+]
+
+log = logging.getLogger("deepnc")
 
 METRICS_NAME, CURVES_NAME, SUMMARY_NAME = "metrics.jsonl", "curves.png", "summary.json"
+
+
+def epoch_row(scored: str, task: str, epoch: int, stats) -> dict[str, Any]:
+    """The epoch's row of ``metrics.jsonl`` (``stats``: the epoch's
+    :class:`~deepnc.engine.loop.EpochStats`), the ``scored`` split's figures ``None`` until
+    evaluated."""
+    train_accuracy = "train_top1" if task == "classification" else "train_pixel_accuracy"
+    return {
+        "epoch": epoch + 1,
+        "train_loss": stats.loss,
+        train_accuracy: stats.accuracy,
+        **{f"{scored}_{name}": None for name in TEST_METRICS[task]},
+        "lr": stats.lr,
+        "epoch_seconds": stats.seconds,
+        "step_seconds": stats.step_seconds,
+    }
+
+
+def log_epoch(scored: str, task: str, row: dict, stats, epochs: int) -> None:
+    """One line in the log for an epoch's row."""
+    primary = primary_metric(task)
+    headline = row[f"{scored}_{primary}"]
+    tested = f"{scored} {primary} {100 * headline:.2f}%" if headline is not None else ""
+    log.info(
+        "epoch %d/%d  train loss %.4f accuracy %.2f%%  %s  %.1f s",
+        row["epoch"],
+        epochs,
+        stats.loss,
+        100 * stats.accuracy,
+        tested,
+        stats.seconds,
+    )
 
 
 def read_metrics(out: Path) -> list[dict]:

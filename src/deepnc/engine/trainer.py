@@ -15,9 +15,10 @@ checkpoint inside an epoch keeps the generators' states, so a run resumed from i
 checkpoint continues exactly as the uninterrupted run would have.
 
 The parts: :mod:`~deepnc.engine.build` makes the data, model, loaders and optimiser;
-:mod:`~deepnc.engine.head_setup` prepares the DNC heads; :mod:`~deepnc.engine.loop` runs
-an epoch; :mod:`~deepnc.engine.run_folder` writes the metrics, curves and summary; this
-module resumes, loops over the epochs, and checkpoints.
+:mod:`~deepnc.engine.resume` loads a checkpoint into them; :mod:`~deepnc.engine.head_setup`
+prepares the DNC heads; :mod:`~deepnc.engine.loop` runs an epoch;
+:mod:`~deepnc.engine.run_folder` writes the metrics, curves and summary; this module
+strings them together, loops over the epochs, and checkpoints.
 """
 
 from __future__ import annotations
@@ -26,20 +27,23 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from deepnc.data import DatasetSplits
 from deepnc.engine.build import build_data, build_loaders, build_model, build_optimisation
 from deepnc.engine.checkpoint import Checkpoint, TrainingState
 from deepnc.engine.compile import SeedingWatch, compile_model
-from deepnc.engine.config import INCIDENTAL_KEYS, TrainConfig, save_config
-from deepnc.engine.evaluation import TEST_METRICS, evaluate_split, primary_metric
+from deepnc.engine.config import TrainConfig, save_config
+from deepnc.engine.evaluation import TEST_METRICS, evaluate_split
 from deepnc.engine.head_setup import follow_half_life, warm_start_heads
-from deepnc.engine.loop import train_one_epoch
+from deepnc.engine.loop import EpochControl, StepOptions, train_one_epoch
+from deepnc.engine.resume import resume_from
 from deepnc.engine.run_checkpoints import (
     EpochProgress,
     Preempted,
@@ -52,6 +56,8 @@ from deepnc.engine.run_checkpoints import (
 from deepnc.engine.run_folder import (
     CurvesHook,
     append_metrics,
+    epoch_row,
+    log_epoch,
     read_metrics,
     run_summary,
     write_metrics,
@@ -71,9 +77,6 @@ from deepnc.nn.distributed import all_gather_objects, barrier
 __all__ = ["train"]
 
 log = logging.getLogger("deepnc")
-
-# Keys that may change between a run and its resumption; any other change is an error.
-_RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every", "inference"}
 
 
 def train(
@@ -102,7 +105,97 @@ def train(
         stop_runtime(runtime)
 
 
+@dataclass
+class _Run:
+    """The parts of a run, built from its config (and its newest checkpoint, if resumed)."""
+
+    config: TrainConfig
+    runtime: Runtime
+    data: DatasetSplits
+    model: torch.nn.Module
+    train_loader: DataLoader
+    test_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    checkpoints: RunCheckpoints
+    saved: Checkpoint | None
+    epochs: int
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    progress: EpochProgress | None = None  # where a checkpoint inside an epoch left it
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out_dir)
+
+    def snapshot(self, epoch: int, progress: dict | None = None, rng=None) -> Checkpoint:
+        training = TrainingState.capture(
+            self.optimizer, self.scheduler, self.scaler, progress=progress, rng=rng
+        )
+        return Checkpoint(
+            model=dict(self.model.state_dict()),
+            config=self.config.to_dict(),
+            dataset=self.data.describe(),
+            epoch=epoch,
+            training=training,
+        )
+
+    def save_inside_epoch(self, progress: EpochProgress) -> None:  # every process calls it
+        ranks, rng = all_gather_objects(progress.to_dict()), capture_rng()
+        if self.runtime.is_main:
+            step = {"step": progress.step, "ranks": ranks}
+            self.checkpoints.save(self.snapshot(progress.epoch, step, rng))
+        barrier()
+
+
 def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> dict[str, Any]:
+    run = _prepare(config, runtime, resume)
+    out = run.out
+    if runtime.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        write_metrics(out, run.history)
+    hooks = (CurvesHook(out, config, run.data.task),) if epoch_hooks is None else epoch_hooks
+    network, after_step = _network(run.model, config, runtime)
+    with PreemptionWatch() as preemption:
+        inside = StepCheckpoints(
+            run.save_inside_epoch,
+            len(run.train_loader),
+            every_steps=config.checkpoint_every_steps,
+            every_minutes=config.checkpoint_every_minutes,
+            preemption=preemption,
+            device=runtime.device,
+        )
+        for epoch in range(run.start_epoch, run.epochs):
+            inside.epoch = epoch
+            stats = _train_epoch(run, network, epoch, inside, after_step)
+            if stats.stopped:
+                raise Preempted(f"stopped in epoch {epoch + 1} after {stats.steps} steps; saved")
+            row = epoch_row(config.evaluate_on, run.data.task, epoch, stats)
+            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == run.epochs:
+                row.update(_evaluate(run))
+            run.history.append(row)
+            if runtime.is_main:
+                log_epoch(config.evaluate_on, run.data.task, row, stats, run.epochs)
+                append_metrics(out, row)
+                run.checkpoints.save(run.snapshot(epoch + 1))
+                for hook in hooks:
+                    hook()
+            if inside.stop_requested():  # a collective: the others wait for rank 0's save
+                raise Preempted(f"stopped after epoch {epoch + 1}; saved")
+
+    summary = run_summary(
+        config, run.data, run.model, run.history, runtime.world_size, runtime.device
+    )
+    if runtime.is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _prepare(config: TrainConfig, runtime: Runtime, resume: bool) -> _Run:
+    """Build the run's parts; load its newest checkpoint into them when resuming, else
+    transfer a backbone and warm-start the heads as the config asks."""
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
@@ -126,189 +219,102 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
     model = model.to(runtime.device)
     train_loader, test_loader = build_loaders(config, data, runtime)
     steps_per_epoch = len(train_loader)
-    epochs = config.total_epochs(steps_per_epoch)
     if config.subcentroid_half_life is not None:
         follow_half_life(model, config, steps_per_epoch, data)
-    optimizer, scheduler, scaler = build_optimisation(
-        model, config, steps_per_epoch, runtime.device
+    optimisation = build_optimisation(model, config, steps_per_epoch, runtime.device)
+    run = _Run(
+        config,
+        runtime,
+        data,
+        model,
+        train_loader,
+        test_loader,
+        *optimisation,
+        checkpoints=checkpoints,
+        saved=saved,
+        epochs=config.total_epochs(steps_per_epoch),
     )
-
-    start_epoch, history, progress = 0, [], None
     if saved is not None:
-        parts = (model, optimizer, scheduler, scaler)
-        start_epoch, progress = _resume(saved, config, data, *parts, rank=runtime.rank)
-        history = [row for row in read_metrics(out) if row["epoch"] <= start_epoch]
-        inside = f", {progress.step} steps into the next" if progress else ""
-        log.info("resuming %s after epoch %d%s of %d", out, start_epoch, inside, epochs)
+        run.start_epoch, run.progress = resume_from(
+            saved, config, data, model, *optimisation, rank=runtime.rank
+        )
+        run.history = [row for row in read_metrics(out) if row["epoch"] <= run.start_epoch]
+        inside = f", {run.progress.step} steps into the next" if run.progress else ""
+        log.info("resuming %s after epoch %d%s of %d", out, run.start_epoch, inside, run.epochs)
     else:
         if resume:
             log.info("no checkpoint in %s: starting from the beginning", out)
         if config.head == "dnc" and config.head_init == "warm":
             warm_start_heads(model, config, data, runtime)
+    return run
 
-    if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
-        write_metrics(out, history)
-    hooks = (CurvesHook(out, config, data.task),) if epoch_hooks is None else epoch_hooks
-    network = model
+
+def _network(model: torch.nn.Module, config: TrainConfig, runtime: Runtime):
+    """``(what the training step runs, its after-step hook)``: the model wrapped in DDP
+    under several processes, and compiled when the config asks (evaluation runs the
+    eager model)."""
+    network, after_step = model, None
     if runtime.world_size > 1:
         device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         network = DistributedDataParallel(model, device_ids=device_ids)
-    after_step = None
-    if config.compile:  # the training step only: evaluation runs the eager model
+    if config.compile:
         network = compile_model(network, config.compile_mode)
         after_step = SeedingWatch(model)
-
-    def snapshot(epoch: int, progress: dict | None = None, rng=None) -> Checkpoint:
-        training = TrainingState.capture(optimizer, scheduler, scaler, progress=progress, rng=rng)
-        return Checkpoint(
-            model=dict(model.state_dict()),
-            config=config.to_dict(),
-            dataset=data.describe(),
-            epoch=epoch,
-            training=training,
-        )
-
-    def save_inside_epoch(progress: EpochProgress) -> None:  # every process calls it
-        ranks, rng = all_gather_objects(progress.to_dict()), capture_rng()
-        if runtime.is_main:
-            checkpoints.save(snapshot(progress.epoch, {"step": progress.step, "ranks": ranks}, rng))
-        barrier()
-
-    ignore_index = data.ignore_index if data.ignore_index is not None else -100
-    inference = InferenceOptions.from_config(config.inference)
-    with PreemptionWatch() as preemption:
-        inside = StepCheckpoints(
-            save_inside_epoch,
-            steps_per_epoch,
-            every_steps=config.checkpoint_every_steps,
-            every_minutes=config.checkpoint_every_minutes,
-            preemption=preemption,
-            device=runtime.device,
-        )
-        for epoch in range(start_epoch, epochs):
-            inside.epoch = epoch
-            train_loader.sampler.set_epoch(epoch)
-            torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
-            on_start = None
-            if progress is not None:  # take the epoch up where the checkpoint left it
-                train_loader.sampler.skip_next(progress.step * config.batch_size)
-                rng = saved.training.rng
-                on_start = lambda rng=rng: restore_rng(rng, runtime.rank)  # noqa: E731
-            stats = train_one_epoch(
-                network,
-                train_loader,
-                optimizer,
-                device=runtime.device,
-                scheduler=scheduler,
-                amp=config.amp,
-                amp_dtype=config.amp_dtype,
-                scaler=scaler,
-                grad_clip=config.grad_clip,
-                label_smoothing=config.label_smoothing,
-                ignore_index=ignore_index,
-                aux_weight=config.aux_weight,
-                progress=config.progress and runtime.is_main,
-                description=f"epoch {epoch + 1}/{epochs}",
-                after_step=after_step,
-                max_steps=config.total_steps(steps_per_epoch) - epoch * steps_per_epoch,
-                start=progress,
-                on_start=on_start,
-                checkpoints=inside,
-            )
-            progress = None
-            if stats.stopped:
-                raise Preempted(f"stopped in epoch {epoch + 1} after {stats.steps} steps; saved")
-            row = _epoch_row(config, data, epoch, stats)
-            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == epochs:
-                result = evaluate_split(
-                    model,
-                    test_loader,
-                    data,
-                    runtime.device,
-                    amp=config.amp,
-                    amp_dtype=config.amp_dtype,
-                    inference=inference,
-                )
-                summary = result.summary()
-                scored = config.evaluate_on
-                row.update({f"{scored}_{name}": summary[name] for name in TEST_METRICS[data.task]})
-            history.append(row)
-            if runtime.is_main:
-                _log_epoch(config, data, row, stats, epochs)
-                append_metrics(out, row)
-                checkpoints.save(snapshot(epoch + 1))
-                for hook in hooks:
-                    hook()
-            if inside.stop_requested():  # a collective: the others wait for rank 0's save
-                raise Preempted(f"stopped after epoch {epoch + 1}; saved")
-
-    summary = run_summary(config, data, model, history, runtime.world_size, runtime.device)
-    if runtime.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return network, after_step
 
 
-def _epoch_row(config: TrainConfig, data: DatasetSplits, epoch: int, stats) -> dict[str, Any]:
-    """The epoch's row of ``metrics.jsonl``, its scores ``None`` until evaluated."""
-    train_accuracy = "train_top1" if data.task == "classification" else "train_pixel_accuracy"
-    return {
-        "epoch": epoch + 1,
-        "train_loss": stats.loss,
-        train_accuracy: stats.accuracy,
-        **{f"{config.evaluate_on}_{name}": None for name in TEST_METRICS[data.task]},
-        "lr": stats.lr,
-        "epoch_seconds": stats.seconds,
-        "step_seconds": stats.step_seconds,
-    }
-
-
-def _log_epoch(config: TrainConfig, data: DatasetSplits, row: dict, stats, epochs: int) -> None:
-    scored, primary = config.evaluate_on, primary_metric(data.task)
-    headline = row[f"{scored}_{primary}"]
-    tested = f"{scored} {primary} {100 * headline:.2f}%" if headline is not None else ""
-    log.info(
-        "epoch %d/%d  train loss %.4f accuracy %.2f%%  %s  %.1f s",
-        row["epoch"],
-        epochs,
-        stats.loss,
-        100 * stats.accuracy,
-        tested,
-        stats.seconds,
+def _train_epoch(run: _Run, network, epoch: int, inside: StepCheckpoints, after_step):
+    """One epoch, seeded from ``(seed, epoch)``; a resumed one taken up where its
+    checkpoint left it."""
+    config, runtime, loader = run.config, run.runtime, run.train_loader
+    steps_per_epoch = len(loader)
+    loader.sampler.set_epoch(epoch)
+    torch.manual_seed(epoch_seed(config.seed, epoch, runtime.rank))
+    control = EpochControl(
+        max_steps=config.total_steps(steps_per_epoch) - epoch * steps_per_epoch,
+        start=run.progress,
+        after_step=after_step,
+        checkpoints=inside,
+    )
+    if run.progress is not None:
+        loader.sampler.skip_next(run.progress.step * config.batch_size)
+        rng = run.saved.training.rng
+        control.on_start = lambda: restore_rng(rng, runtime.rank)
+        run.progress = None
+    ignore_index = run.data.ignore_index if run.data.ignore_index is not None else -100
+    options = StepOptions(
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        amp=config.amp,
+        amp_dtype=config.amp_dtype,
+        grad_clip=config.grad_clip,
+        label_smoothing=config.label_smoothing,
+        ignore_index=ignore_index,
+        aux_weight=config.aux_weight,
+    )
+    return train_one_epoch(
+        network,
+        loader,
+        run.optimizer,
+        device=runtime.device,
+        options=options,
+        control=control,
+        progress=config.progress and runtime.is_main,
+        description=f"epoch {epoch + 1}/{run.epochs}",
     )
 
 
-def _resume(
-    saved: Checkpoint, config: TrainConfig, data, model, optimizer, scheduler, scaler, *, rank: int
-) -> tuple[int, EpochProgress | None]:
-    """Load the run's newest checkpoint into the freshly built parts; return the epochs
-    it finished and, for one taken inside an epoch, this process's progress in it.
-
-    Raises:
-        ValueError: the checkpoint does not match the configuration or the dataset, or
-            holds no training state (a snapped or exported model).
-    """
-    current = config.to_dict()
-    changed = sorted(
-        key
-        for key in current
-        if key not in _RESUMABLE_CHANGES and saved.config.get(key) != current[key]
+def _evaluate(run: _Run) -> dict[str, float]:
+    """The split the config scores, as ``{"<split>_<metric>": value}``."""
+    config = run.config
+    result = evaluate_split(
+        run.model,
+        run.test_loader,
+        run.data,
+        run.runtime.device,
+        amp=config.amp,
+        amp_dtype=config.amp_dtype,
+        inference=InferenceOptions.from_config(config.inference),
     )
-    where = config.out_dir
-    if changed:
-        details = ", ".join(f"{k}: {saved.config.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {where}: the configuration changed ({details})")
-    if saved.num_classes != data.num_classes:
-        raise ValueError(
-            f"cannot resume {where}: it was trained with {saved.num_classes} classes, "
-            f"the dataset now has {data.num_classes}"
-        )
-    if saved.training is None:
-        raise ValueError(f"cannot resume {where}: it holds no training state (a model for use)")
-    model.load_state_dict(saved.model)
-    saved.training.restore(optimizer, scheduler, scaler)
-    progress = saved.training.progress
-    if progress is None:
-        return saved.epoch, None
-    return saved.epoch, EpochProgress.from_dict(progress["ranks"][rank])
+    summary = result.summary()
+    return {f"{config.evaluate_on}_{name}": summary[name] for name in TEST_METRICS[run.data.task]}

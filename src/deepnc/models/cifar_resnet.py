@@ -2,7 +2,7 @@
 
 Three stages of ``n`` basic blocks with 16, 32 and 64 channels (depth ``6n + 2``), a 3x3
 stem without pooling, global average pooling and a final ``fc`` layer, so that
-:func:`deepnc.nn.convert` finds the classifier where torchvision keeps it. The model
+:func:`deepnc.convert` finds the classifier where torchvision keeps it. The model
 follows timm's contract: ``forward_features``, ``forward_head``, ``num_features``,
 ``get_classifier``.
 """

@@ -250,7 +250,7 @@ class DNCHead(nn.Module):
         that a head over a pretrained backbone is a good classifier before any training
         step; the memory (if any) is filled with the same features. Samples with
         ``ignore_index``, out-of-range targets or NaN/Inf features are left out. See
-        :func:`deepnc.nn.warm_start` for a pass over a model and its data loader.
+        :func:`deepnc.warm_start` for a pass over a model and its data loader.
 
         Args:
             features: ``(M, D)`` head inputs (or ``(B, D, H, W)`` feature maps).

@@ -79,7 +79,7 @@ def training_targets(model: nn.Module, targets: torch.Tensor) -> Iterator[None]:
 
     Example:
         >>> import torchvision, deepnc
-        >>> model = deepnc.nn.convert(torchvision.models.resnet18(num_classes=4))
+        >>> model = deepnc.convert(torchvision.models.resnet18(num_classes=4))
         >>> images, labels = torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 3] * 2)
         >>> with deepnc.training_targets(model, labels):
         ...     logits = model(images)
@@ -88,7 +88,7 @@ def training_targets(model: nn.Module, targets: torch.Tensor) -> Iterator[None]:
     """
     heads = dnc_heads(model)
     if not heads:
-        raise ValueError("model must contain a DNCHead (see deepnc.nn.convert), found none")
+        raise ValueError("model must contain a DNCHead (see deepnc.convert), found none")
     for head in heads:
         head._pending_targets = targets
     try:
@@ -122,7 +122,7 @@ def seed_heads(
     """
     heads = dnc_heads(model)
     if not heads:
-        raise ValueError("model must contain a DNCHead (see deepnc.nn.convert), found none")
+        raise ValueError("model must contain a DNCHead (see deepnc.convert), found none")
     targets: list[torch.Tensor] = []
 
     def seed_from_input(head: DNCHead, args: tuple) -> None:  # None: the input is unchanged

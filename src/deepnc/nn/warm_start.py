@@ -9,9 +9,9 @@ gradients and fits each head by balanced (Sinkhorn) k-means on it
 at step 0, and its memory already holds real features.
 
 >>> import torchvision, deepnc
->>> model = deepnc.nn.convert(torchvision.models.resnet18(num_classes=3))
+>>> model = deepnc.convert(torchvision.models.resnet18(num_classes=3))
 >>> batches = [(torch.randn(12, 3, 32, 32), torch.arange(12) % 3) for _ in range(2)]
->>> report = deepnc.nn.warm_start(model, batches, samples_per_class=8)
+>>> report = deepnc.warm_start(model, batches, samples_per_class=8)
 >>> report.samples_per_class, bool(deepnc.dnc_heads(model)[0].bank.initialised.all())
 ([8, 8, 8], True)
 """
@@ -133,7 +133,7 @@ def warm_start(
     """
     heads = dnc_heads(model)
     if not heads:
-        raise ValueError("model must contain a DNCHead (see deepnc.nn.convert), found none")
+        raise ValueError("model must contain a DNCHead (see deepnc.convert), found none")
     if isinstance(samples_per_class, bool) or not isinstance(samples_per_class, int):
         raise TypeError(f"samples_per_class must be an int, got {samples_per_class!r}")
     if samples_per_class < 1:

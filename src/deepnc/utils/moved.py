@@ -1,9 +1,9 @@
 """Module paths of deepnc 0.1 that moved in 0.2, kept importable for one release.
 
-``from deepnc.subcentroids import SubCentroidBank`` still works: it warns with a
-``DeprecationWarning`` that names the new path, and hands out the very objects of the new
-module (so ``isinstance`` and checkpoints are unaffected), the way timm kept
-``timm.models.layers`` working when it became ``timm.layers``. ``deepnc/__init__.py``
+``from deepnc.subcentroids import SubCentroidBank`` still works: the first name read from
+an old path warns with a ``DeprecationWarning`` that names the new path, and every name is
+the very object of the new module (so ``isinstance`` and checkpoints are unaffected), the
+way timm kept ``timm.models.layers`` working when it became ``timm.layers``. ``deepnc/__init__.py``
 installs the finder; the old paths go in deepnc 0.3.
 """
 
@@ -66,13 +66,25 @@ MOVED: dict[str, str | tuple[str, ...]] = {  # old module path -> where it lives
 
 
 class _MovedModule(types.ModuleType):
-    """A stand-in for an old path: every attribute is read from the new module."""
+    """A stand-in for an old path: every attribute is read from the new module(s), and the
+    first one read warns."""
 
     def __init__(self, name: str, targets: tuple[str, ...]) -> None:
         super().__init__(name, f"Moved to {' and '.join(targets)}.")
         self.__targets = targets
+        self.__warned = False
 
     def __getattr__(self, name: str):
+        if name.startswith("__") and name != "__all__":  # the import system's probes
+            raise AttributeError(name)
+        if not self.__warned:
+            self.__warned = True
+            warnings.warn(
+                f"{self.__name__} moved to {' and '.join(self.__targets)} in deepnc 0.2; "
+                "import it from there (the old path goes in deepnc 0.3)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         for target in self.__targets:
             module = importlib.import_module(target)
             if hasattr(module, name):
@@ -83,6 +95,11 @@ class _MovedModule(types.ModuleType):
         return sorted({n for t in self.__targets for n in dir(importlib.import_module(t))})
 
 
+def _targets(old: str) -> tuple[str, ...]:
+    targets = MOVED[old]
+    return (targets,) if isinstance(targets, str) else targets
+
+
 class _MovedPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in MOVED:
@@ -90,15 +107,7 @@ class _MovedPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec) -> types.ModuleType:
-        targets = MOVED[spec.name]
-        targets = (targets,) if isinstance(targets, str) else targets
-        warnings.warn(
-            f"{spec.name} moved to {' and '.join(targets)} in deepnc 0.2; import it from "
-            "there (the old path goes in deepnc 0.3)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return _MovedModule(spec.name, targets)
+        return _MovedModule(spec.name, _targets(spec.name))
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
@@ -106,6 +115,17 @@ class _MovedPathFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def install_moved_paths() -> None:
     """Put the finder of the old paths on ``sys.meta_path`` (once; after the real ones,
-    so it never shadows a module that exists)."""
-    if not any(isinstance(finder, _MovedPathFinder) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedPathFinder())
+    so it never shadows a module that exists).
+
+    An old module named like a public attribute of its package (``deepnc.convert``, the
+    module, beside ``deepnc.convert``, the function) is registered at once instead:
+    imported lazily, it would replace that attribute, as importing a submodule does.
+    """
+    if any(isinstance(finder, _MovedPathFinder) for finder in sys.meta_path):
+        return
+    sys.meta_path.append(_MovedPathFinder())
+    for old in MOVED:
+        parent, _, child = old.rpartition(".")
+        package = sys.modules.get(parent)
+        if package is not None and hasattr(package, child) and old not in sys.modules:
+            sys.modules[old] = _MovedModule(old, _targets(old))
