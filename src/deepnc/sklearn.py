@@ -29,7 +29,7 @@ try:
     import numpy as np
     from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
     from sklearn.utils import check_random_state
-    from sklearn.utils._param_validation import Interval
+    from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ModuleNotFoundError as error:
@@ -37,6 +37,7 @@ except ModuleNotFoundError as error:
 
 from deepnc.nn import defaults
 from deepnc.nn.bank import SubCentroidBank
+from deepnc.nn.temperature import resolve_tau
 
 __all__ = ["DNCClassifier"]
 
@@ -47,7 +48,8 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
     Parameters:
         n_subcentroids: K sub-centroids per class (a class with fewer training samples
             gets one per sample; the rest repeat them, which changes no prediction).
-        tau: temperature of ``decision_function`` (``max-cosine / tau``) and of the
+        tau: temperature of ``decision_function`` (``max-cosine / tau``; ``"auto"``: from
+            the class count, :mod:`deepnc.nn.temperature`) and of the
             softmax of ``predict_proba``.
         max_iter: balanced assignment rounds of ``fit``.
         momentum: momentum of each ``partial_fit`` step, in ``[0, 1)``. 0.9, not the
@@ -69,7 +71,7 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "n_subcentroids": [Interval(Integral, 1, None, closed="left")],
-        "tau": [Interval(Real, 0, None, closed="neither")],
+        "tau": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "sinkhorn_eps": [Interval(Real, 0, None, closed="neither")],
@@ -82,7 +84,7 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
         self,
         n_subcentroids: int = defaults.NUM_SUBCENTROIDS,
         *,
-        tau: float = defaults.TAU,
+        tau: float | str = defaults.TAU,
         max_iter: int = 10,
         momentum: float = defaults.PARTIAL_FIT_MOMENTUM,
         sinkhorn_eps: float = defaults.SINKHORN_EPS,
@@ -204,7 +206,7 @@ class DNCClassifier(ClassifierMixin, BaseEstimator):
         embedded = self._embed(X).double()
         cosines = embedded @ torch.from_numpy(self.subcentroids_).double().flatten(0, 1).T
         per_class = cosines.view(X.shape[0], len(self.classes_), -1).amax(dim=2)
-        return (per_class / self.tau).numpy()
+        return (per_class / resolve_tau(self.tau, len(self.classes_))).numpy()
 
     def decision_function(self, X) -> np.ndarray:
         """``max_k cos / tau`` per class, ``(n, C)``; ``(n,)`` for two classes (1 minus 0)."""

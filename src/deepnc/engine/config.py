@@ -32,6 +32,7 @@ from deepnc.utils.validate import did_you_mean
 __all__ = [
     "DNC_ONLY_KEYS",
     "INCIDENTAL_KEYS",
+    "REFRESH_POINTS",
     "SEGMENTATION_MODEL_OPTIONS",
     "SPLITS",
     "TASKS",
@@ -66,7 +67,13 @@ INCIDENTAL_KEYS = frozenset(
 )
 SPLITS = ("test", "val")  # what evaluate_on may name
 # Keys that only a DNC head reads, with their defaults (a softmax run must leave them be)
-DNC_ONLY_KEYS = {"head_options": {}, "head_init": "first-batch", "subcentroid_half_life": None}
+DNC_ONLY_KEYS = {
+    "head_options": {},
+    "head_init": "first-batch",
+    "subcentroid_half_life": None,
+    "refresh": "never",
+}
+REFRESH_POINTS = ("never", "epoch", "eval", "end")  # when the sub-centroids are refitted
 # Keys that take a number >= 0 (ints are stored as floats)
 NON_NEGATIVE_FLOATS = (
     "lr",
@@ -103,6 +110,8 @@ class TrainConfig:
     head_init: str = "first-batch"
     warm_start_samples: int = 500
     subcentroid_half_life: float | None = None
+    refresh: str = "never"  # refit the sub-centroids on eval-mode features (REFRESH_POINTS)
+    precise_bn: int | None = None  # training images for the BatchNorm statistics, or null
     model_options: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     aux_weight: float = 0.4
@@ -150,12 +159,14 @@ class TrainConfig:
         _choice("compile_mode", self.compile_mode, COMPILE_MODES)
         _choice("evaluate_on", self.evaluate_on, SPLITS)
         _choice("head_init", self.head_init, HEAD_INITS)
+        _choice("refresh", self.refresh, REFRESH_POINTS)
         minutes = self.checkpoint_every_minutes
         if minutes is not None and (isinstance(minutes, bool) or not minutes > 0):
             raise ValueError(f"checkpoint_every_minutes must be > 0 or null, got {minutes!r}")
         for key in (
             "validation_size",
             "warm_start_samples",
+            "precise_bn",
             "iterations",
             "checkpoint_every_steps",
             "keep_checkpoints",

@@ -1,9 +1,11 @@
-"""Preparing a run's DNC heads: the warm start before the first step, and the momentum
-that follows the schedule (``subcentroid_half_life``)."""
+"""Preparing a run's DNC heads: the warm start before the first step, the momentum that
+follows the schedule (``subcentroid_half_life``), and the refresh that refits them on the
+features evaluation sees (``refresh``)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import torch
 from torch.utils.data import DataLoader
@@ -16,7 +18,7 @@ from deepnc.nn.hooks import dnc_heads
 from deepnc.nn.momentum import half_life_momentum
 from deepnc.nn.warm_start import warm_start
 
-__all__ = ["follow_half_life", "warm_start_heads"]
+__all__ = ["follow_half_life", "refresh_heads", "warm_start_heads"]
 
 log = logging.getLogger("deepnc")
 
@@ -50,7 +52,40 @@ def warm_start_heads(
 ) -> None:
     """Fit the DNC heads on a class-balanced sample of the training set (identical on
     every process: an unsharded loader in a seeded order, the same augmentation draws)."""
-    order = torch.Generator().manual_seed(config.seed)
+    report = _fit_heads(model, config, data, runtime, config.seed, epoch_seed(config.seed, -1, 0))
+    if runtime.is_main:
+        log.info(
+            "warm start: fitted on %d batches, %d to %d samples per class",
+            report.batches,
+            min(report.samples_per_class),
+            max(report.samples_per_class),
+        )
+
+
+def refresh_heads(
+    model: torch.nn.Module, config: TrainConfig, data: DatasetSplits, runtime: Runtime, epoch: int
+) -> None:
+    """Refit every sub-centroid by balanced k-means on ``warm_start_samples`` training
+    features per class, computed as evaluation computes them (eval mode: BatchNorm's
+    running statistics, no gradient), so that the sub-centroids and the features they
+    classify agree; the memory is refilled with the same features. Identical on every
+    process (a seeded, unsharded sample)."""
+    began = time.perf_counter()
+    seed = epoch_seed(config.seed, epoch, 0)
+    report = _fit_heads(model, config, data, runtime, seed, seed, mode="eval")
+    if runtime.is_main:
+        log.info(
+            "refresh: sub-centroids refitted on %d to %d samples per class in %.1f s",
+            min(report.samples_per_class),
+            max(report.samples_per_class),
+            time.perf_counter() - began,
+        )
+
+
+def _fit_heads(model, config, data, runtime, order_seed: int, draws_seed: int, mode="train"):
+    """:func:`~deepnc.warm_start` over the training set in a seeded order (``draws_seed``
+    seeds the augmentation)."""
+    order = torch.Generator().manual_seed(order_seed)
     loader = DataLoader(
         data.train,
         config.batch_size,
@@ -59,18 +94,12 @@ def warm_start_heads(
         num_workers=config.workers,
         pin_memory=runtime.device.type == "cuda",
     )
-    torch.manual_seed(epoch_seed(config.seed, -1, 0))
-    report = warm_start(
+    torch.manual_seed(draws_seed)
+    return warm_start(
         model,
         loader,
         samples_per_class=config.warm_start_samples,
         seed=config.seed,
         progress=config.progress and runtime.is_main,
+        mode=mode,
     )
-    if runtime.is_main:
-        log.info(
-            "warm start: fitted on %d batches, %d to %d samples per class",
-            report.batches,
-            min(report.samples_per_class),
-            max(report.samples_per_class),
-        )

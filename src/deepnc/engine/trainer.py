@@ -41,8 +41,9 @@ from deepnc.engine.checkpoint import Checkpoint, TrainingState
 from deepnc.engine.compile import SeedingWatch, compile_model
 from deepnc.engine.config import TrainConfig, save_config
 from deepnc.engine.evaluation import TEST_METRICS, evaluate_split
-from deepnc.engine.head_setup import follow_half_life, warm_start_heads
+from deepnc.engine.head_setup import follow_half_life, refresh_heads, warm_start_heads
 from deepnc.engine.loop import EpochControl, StepOptions, train_one_epoch
+from deepnc.engine.precise_bn import recompute_batchnorm
 from deepnc.engine.resume import resume_from
 from deepnc.engine.run_checkpoints import (
     EpochProgress,
@@ -173,7 +174,9 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, epoch_hooks) -> 
             if stats.stopped:
                 raise Preempted(f"stopped in epoch {epoch + 1} after {stats.steps} steps; saved")
             row = epoch_row(config.evaluate_on, run.data.task, epoch, stats)
-            if (epoch + 1) % config.eval_every == 0 or epoch + 1 == run.epochs:
+            evaluates = (epoch + 1) % config.eval_every == 0 or epoch + 1 == run.epochs
+            _agree_before_evaluation(run, epoch, evaluates)
+            if evaluates:
                 row.update(_evaluate(run))
             run.history.append(row)
             if runtime.is_main:
@@ -302,6 +305,30 @@ def _train_epoch(run: _Run, network, epoch: int, inside: StepCheckpoints, after_
         progress=config.progress and runtime.is_main,
         description=f"epoch {epoch + 1}/{run.epochs}",
     )
+
+
+def _agree_before_evaluation(run: _Run, epoch: int, evaluates: bool) -> None:
+    """Make what evaluation uses agree with the final weights: BatchNorm statistics over
+    ``precise_bn`` training images before an evaluation, then the sub-centroids refitted
+    on eval-mode features at the config's ``refresh`` points (both saved with the
+    epoch's checkpoint, so a resumed run goes on from them)."""
+    config, runtime = run.config, run.runtime
+    if config.precise_bn and evaluates:
+        seconds = recompute_batchnorm(
+            run.model,
+            run.data.train,
+            samples=config.precise_bn,
+            batch_size=config.eval_batch_size,
+            seed=epoch_seed(config.seed, epoch, 0),
+            device=runtime.device,
+            progress=config.progress and runtime.is_main,
+        )
+        if runtime.is_main:
+            log.info("precise BN: statistics over %d images in %.1f s", config.precise_bn, seconds)
+    last = epoch + 1 == run.epochs
+    points = {"epoch": True, "eval": evaluates, "end": last, "never": False}
+    if config.head == "dnc" and points[config.refresh]:
+        refresh_heads(run.model, config, run.data, runtime, epoch)
 
 
 def _evaluate(run: _Run) -> dict[str, float]:

@@ -24,10 +24,10 @@ from deepnc.nn.input_checks import (
     usable_rows,
 )
 from deepnc.nn.memory import ClassMemory
+from deepnc.nn.temperature import check_tau, resolve_tau
 from deepnc.utils.validate import (
     check_choice,
     check_features,
-    check_positive_float,
     check_positive_int,
     check_target_values,
     check_targets,
@@ -44,7 +44,8 @@ class DNCHead(nn.Module):
         num_classes: C.
         num_subcentroids: K sub-centroids per class (4 for classification, 10 is the
             usual choice for dense prediction).
-        tau: temperature; logits are ``max-cosine / tau`` (> 0).
+        tau: temperature; logits are ``max-cosine / tau``: a number > 0, or ``"auto"``
+            (from the class count; :mod:`deepnc.nn.temperature`).
         momentum: mu of the sub-centroid moving average, in [0, 1).
         momentum_warmup: W >= 0: the n-th update of a class uses
             ``min(mu, (1 + n) / (W + n))``; 0 uses mu from the start (see
@@ -88,7 +89,7 @@ class DNCHead(nn.Module):
         num_classes: int,
         *,
         num_subcentroids: int = defaults.NUM_SUBCENTROIDS,
-        tau: float = defaults.TAU,
+        tau: float | str = defaults.TAU,
         momentum: float = defaults.MOMENTUM,
         momentum_warmup: int = 0,
         sinkhorn_eps: float = defaults.SINKHORN_EPS,
@@ -110,7 +111,7 @@ class DNCHead(nn.Module):
                 "in_features must be >= 2 with layer_norm=True (a LayerNorm over one channel "
                 f"outputs a constant), got {in_features}"
             )
-        self.tau = check_positive_float("tau", tau)
+        self.tau_option = check_tau(tau)
         self.memory_size = check_positive_int("memory_size", memory_size, minimum=0)
         check_positive_int("num_subcentroids", num_subcentroids)
         if 0 < memory_size < num_subcentroids:
@@ -152,6 +153,11 @@ class DNCHead(nn.Module):
     def validate(self) -> str:
         """When input values are checked: ``"first"``, ``"always"`` or ``"deferred"``."""
         return self.input_checks.validate
+
+    @property
+    def tau(self) -> float:
+        """The temperature in use (``"auto"`` resolved for the current class count)."""
+        return resolve_tau(self.tau_option, self.num_classes)
 
     @property
     def num_classes(self) -> int:
@@ -227,16 +233,11 @@ class DNCHead(nn.Module):
 
     @torch.no_grad()
     def seed(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Seed the unseeded classes present, by k-means++, and move nothing else.
+        """Seed the unseeded classes present, by k-means++, and move nothing else: a host
+        step (it syncs) before training, so that a compiled step never meets an unseeded
+        class (:func:`deepnc.seed_heads` does a model and its batches).
 
-        A host-side step (it syncs), meant to run before training, so that a compiled
-        training step never meets an unseeded class; see
-        :func:`deepnc.nn.hooks.seed_heads` for a pass over a model and its batches.
-
-        Args: as :meth:`update`.
-
-        Returns:
-            ``(C,)`` bool, the classes this call seeded.
+        Args: as :meth:`update`. Returns ``(C,)`` bool, the classes this call seeded.
         """
         check_target_values(targets, self.num_classes, self.ignore_index)
         embedded, labels, keep = self._usable_embedding(features, targets)
@@ -244,13 +245,10 @@ class DNCHead(nn.Module):
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, targets: torch.Tensor, iterations: int = 10) -> None:
-        """Fit the sub-centroids of the classes present by balanced k-means: a warm start.
-
-        Unlike :meth:`seed` (k-means++ only) this runs ``iterations`` Sinkhorn rounds, so
-        that a head over a pretrained backbone is a good classifier before any training
-        step; the memory (if any) is filled with the same features. Samples with
-        ``ignore_index``, out-of-range targets or NaN/Inf features are left out. See
-        :func:`deepnc.warm_start` for a pass over a model and its data loader.
+        """Fit the sub-centroids of the classes present by balanced k-means (k-means++, then
+        ``iterations`` Sinkhorn rounds) and fill the memory with the same features: a warm
+        start (:func:`deepnc.warm_start` does a model and its data). Samples with
+        ``ignore_index``, out-of-range targets or NaN/Inf features are left out.
 
         Args:
             features: ``(M, D)`` head inputs (or ``(B, D, H, W)`` feature maps).
@@ -264,14 +262,12 @@ class DNCHead(nn.Module):
             self.memory.push(embedded, labels)
 
     def check_inputs(self) -> None:
-        """Report the bad inputs that updates left out since the last call, and forget them.
-
-        Reads three device counters (one sync): call it at logging time, not per step.
+        """Report the bad inputs that updates left out since the last call, and forget them
+        (one sync: call it at logging time, not per step).
 
         Raises:
             ValueError: targets outside ``[0, C)`` that were not ``ignore_index`` were
                 met, or NaN/Inf features with ``nonfinite="raise"``.
-
         Warns:
             UserWarning: NaN/Inf features were skipped (``nonfinite="skip"``).
         """
@@ -399,6 +395,6 @@ class DNCHead(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, "
-            f"num_subcentroids={self.num_subcentroids}, tau={self.tau}, "
+            f"num_subcentroids={self.num_subcentroids}, tau={self.tau_option!r}, "
             f"memory_size={self.memory_size}"
         )

@@ -101,11 +101,13 @@ def warm_start(
     iterations: int = 10,
     seed: int = 0,
     progress: bool = False,
+    mode: str = "train",
 ) -> WarmStartReport:
     """Fit every DNC head of ``model`` by balanced k-means on features of real batches.
 
     Runs the model in training mode (the features a training step sees; batch-norm
-    running statistics are restored afterwards) without gradients over ``batches``
+    running statistics are restored afterwards), or in evaluation mode (the features a
+    prediction sees: a refresh of a trained head), without gradients over ``batches``
     until every class of every head has ``samples_per_class`` samples (or the batches
     run out), then calls :meth:`DNCHead.fit` on each head. Only the heads change.
 
@@ -124,6 +126,7 @@ def warm_start(
         iterations: balanced assignment rounds after k-means++ seeding.
         seed: seeds which samples are kept.
         progress: show a progress bar over the batches.
+        mode: ``"train"`` or ``"eval"``, the mode the features are computed in.
 
     Returns:
         A :class:`WarmStartReport` for the first head.
@@ -138,6 +141,8 @@ def warm_start(
         raise TypeError(f"samples_per_class must be an int, got {samples_per_class!r}")
     if samples_per_class < 1:
         raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
     generator = torch.Generator().manual_seed(seed)
     collectors: dict[int, _Collector] = {}
     targets: list[torch.Tensor] = []
@@ -155,7 +160,7 @@ def warm_start(
     count = 0
     try:
         with restored_buffers(model, heads):
-            model.train()
+            model.train(mode == "train")
             device = heads[0].subcentroids.device
             for images, labels in _progress(batches, progress):
                 targets[:] = [labels.to(device)]
