@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import deepnc
 from deepnc.cli import main
 
 TINY = ["--dataset", "digits", "--train_subset", "320", "--batch_size", "64", "--lr", "0.05"]
@@ -137,3 +138,36 @@ def test_configs_lists_the_shipped_recipes_and_prints_one(capsys):
     assert "fashion-mnist_resnet20" in listed and "demo" in listed
     assert main(["configs", "demo"]) == 0
     assert "train_subset: 12000" in capsys.readouterr().out
+
+
+def test_help_and_version_answer_without_importing_torch():
+    """Parsing imports nothing heavy: ``deepnc --help`` answers at once."""
+    script = (
+        "import sys\n"
+        "from deepnc.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['predict', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as done:\n"
+        "        assert done.code == 0, argv\n"
+        "heavy = sorted({'torch', 'torchvision', 'timm', 'torchmetrics'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"deepnc {deepnc.__version__}" in done.stdout
+    assert "COMMAND" in done.stdout and "--top-k" in done.stdout
+
+
+def test_the_export_formats_the_parser_offers_are_the_exporter_s():
+    from deepnc.cli.export_command import FORMATS
+    from deepnc.export import EXPORT_FORMATS
+
+    assert FORMATS == EXPORT_FORMATS
+
+
+def test_train_help_lists_every_config_key(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "config keys and their defaults" in shown and "precise_bn=None" in shown

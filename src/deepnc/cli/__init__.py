@@ -1,8 +1,10 @@
 """The ``deepnc`` command: ``train``, ``fit``, ``eval``, ``compare``, ``snap``, ``explain``,
 ``predict``, ``add-classes``, ``remove-classes``, ``export``, ``configs``.
 
-Run ``deepnc <command> --help`` for each command's options. Under ``torchrun`` the same
-commands train with DDP: ``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
+Run ``deepnc <command> --help`` for each command's options. Parsing imports nothing heavy
+(``deepnc --help`` answers at once); each command imports what it computes with. Under
+``torchrun`` the same commands train with DDP:
+``torchrun --nproc_per_node 2 -m deepnc train --config ...``.
 """
 
 from __future__ import annotations
@@ -11,23 +13,20 @@ import argparse
 import logging
 import sys
 
+from deepnc._version import __version__
+from deepnc.cli import (
+    classes_command,
+    compare_command,
+    configs_command,
+    eval_command,
+    explain_command,
+    export_command,
+    fit_command,
+    predict_command,
+    snap_command,
+    train_command,
+)
 from deepnc.utils.extras import missing_extra
-
-try:
-    from deepnc.cli import (
-        classes_command,
-        compare_command,
-        configs_command,
-        eval_command,
-        explain_command,
-        export_command,
-        fit_command,
-        predict_command,
-        snap_command,
-        train_command,
-    )
-except ModuleNotFoundError as error:  # a core-only install: say which extra to add
-    raise SystemExit(f"deepnc: {missing_extra(error, 'the deepnc command')}") from error
 
 __all__ = ["main"]
 
@@ -51,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="deepnc", description="Deep Nearest Centroids for PyTorch"
     )
+    parser.add_argument("--version", action="version", version=f"deepnc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in dict.fromkeys(_COMMANDS.values()):  # a module may add several commands
         module.add_parser(commands)

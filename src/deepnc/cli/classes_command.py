@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepnc.commands.class_edits import add_classes_from_folders, remove_named_classes
-from deepnc.engine.runtime import select_device
-
 
 def add_parser(commands) -> None:
     add = commands.add_parser(
@@ -42,6 +39,9 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.commands.class_edits import add_classes_from_folders, remove_named_classes
+    from deepnc.engine.runtime import select_device
+
     if rest:
         raise ValueError(f"{arguments.command} takes no config overrides, got {rest}")
     if arguments.command == "remove-classes":

@@ -6,9 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from deepnc.engine.compare import compare, comparison_markdown, comparison_rows
-from deepnc.engine.config import load_config
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -26,6 +23,9 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
+    from deepnc.engine.compare import compare, comparison_markdown, comparison_rows
+    from deepnc.engine.config import load_config
+
     config = load_config(arguments.config, overrides)
     out = Path(arguments.out or config.out_dir)
     summaries = compare(config, arguments.seeds, out)

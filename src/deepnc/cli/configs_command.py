@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.engine.recipes import find_config, list_configs
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -20,6 +18,8 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.engine.recipes import find_config, list_configs
+
     if rest:
         raise ValueError(f"configs takes no config overrides, got {rest}")
     if arguments.name:

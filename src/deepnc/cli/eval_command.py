@@ -6,9 +6,6 @@ import argparse
 import math
 from pathlib import Path
 
-from deepnc.commands.evaluate import evaluate_checkpoint
-from deepnc.engine.runtime import select_device
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -30,6 +27,9 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.commands.evaluate import evaluate_checkpoint
+    from deepnc.engine.runtime import select_device
+
     if rest:
         raise ValueError(f"eval takes no config overrides, got {rest}")
     report = evaluate_checkpoint(

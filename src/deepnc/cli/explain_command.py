@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.commands.explain import explain_checkpoint
-from deepnc.engine.runtime import select_device
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -40,6 +37,9 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.commands.explain import explain_checkpoint
+    from deepnc.engine.runtime import select_device
+
     if rest:
         raise ValueError(f"explain takes no config overrides, got {rest}")
     if not arguments.images and arguments.test_samples <= 0:

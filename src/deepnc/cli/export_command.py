@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from deepnc.engine.checkpoint import resolve_checkpoint
-from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
-from deepnc.export import EXPORT_FORMATS, export_model, verify_export
+FORMATS = ("torchscript", "onnx")  # deepnc.export.EXPORT_FORMATS, without importing torch
 
 
 def add_parser(commands) -> None:
@@ -23,12 +19,18 @@ def add_parser(commands) -> None:
         ),
     )
     parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
     parser.add_argument("--check", type=int, default=64, help="test images to check it on")
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    import torch
+
+    from deepnc.engine.checkpoint import resolve_checkpoint
+    from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+    from deepnc.export import export_model, verify_export
+
     if rest:
         raise ValueError(f"export takes no config overrides, got {rest}")
     if arguments.check < 1:

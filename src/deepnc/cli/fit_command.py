@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from deepnc.commands.fit import fit_run
-from deepnc.engine.config import load_config
-from deepnc.engine.evaluation import primary_metric
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -29,6 +25,10 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.commands.fit import fit_run
+    from deepnc.engine.config import load_config
+    from deepnc.engine.evaluation import primary_metric
+
     config = load_config(arguments.config, rest)
     summary = fit_run(config, iterations=arguments.iterations)
     metric = primary_metric(summary["task"])

@@ -8,12 +8,10 @@ import json
 import sys
 from contextlib import nullcontext
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
-from deepnc.commands.predict import Prediction, Predictor
-from deepnc.data.image_files import find_images
-from deepnc.engine.runtime import select_device
+if TYPE_CHECKING:
+    from deepnc.commands.predict import Prediction
 
 DEFAULT_WORKERS = 0  # on a CPU the model takes every core; 2-4 help beside a GPU
 FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")
@@ -57,6 +55,12 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from tqdm.auto import tqdm
+
+    from deepnc.commands.predict import Predictor
+    from deepnc.data.image_files import find_images
+    from deepnc.engine.runtime import select_device
+
     if rest:
         raise ValueError(f"predict takes no config overrides, got {rest}")
     predictor = Predictor(

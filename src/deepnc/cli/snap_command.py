@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from deepnc.commands.snap import snap_checkpoint
-from deepnc.engine.runtime import select_device
-
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -37,6 +34,9 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
+    from deepnc.commands.snap import snap_checkpoint
+    from deepnc.engine.runtime import select_device
+
     if rest:
         raise ValueError(f"snap takes no config overrides, got {rest}")
     report, path = snap_checkpoint(

@@ -8,14 +8,11 @@ import json
 import sys
 import textwrap
 
-from deepnc.engine.config import TrainConfig, load_config
-from deepnc.engine.evaluation import TEST_METRICS
-from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, Preempted
-from deepnc.engine.trainer import train
-
 
 def config_keys_help() -> str:
     """Every config key with its default, for ``--help``."""
+    from deepnc.engine.config import TrainConfig
+
     defaults = TrainConfig().to_dict()
     keys = ", ".join(
         f"{field.name}={defaults[field.name]!r}" for field in dataclasses.fields(TrainConfig)
@@ -25,11 +22,22 @@ def config_keys_help() -> str:
     )
 
 
+class _KeysHelp(argparse.RawDescriptionHelpFormatter):
+    """Lists the config keys when ``deepnc train --help`` prints, not when the parser is
+    built: the config imports the engine, which ``deepnc --help`` should not wait for."""
+
+    def add_text(self, text):
+        super().add_text(config_keys_help() if text is _CONFIG_KEYS else text)
+
+
+_CONFIG_KEYS = "<config keys>"
+
+
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "train",
-        epilog=config_keys_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_CONFIG_KEYS,
+        formatter_class=_KeysHelp,
         help="train a classifier from a YAML config",
         description=(
             "Train from a YAML config (a file, or a shipped recipe: deepnc configs). Any "
@@ -53,6 +61,11 @@ def add_parser(commands) -> None:
 
 
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
+    from deepnc.engine.config import load_config
+    from deepnc.engine.evaluation import TEST_METRICS
+    from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, Preempted
+    from deepnc.engine.trainer import train
+
     config = load_config(arguments.config, overrides)
     try:
         summary = train(config, resume=arguments.resume is not None)

@@ -127,5 +127,6 @@ def install_moved_paths() -> None:
     for old in MOVED:
         parent, _, child = old.rpartition(".")
         package = sys.modules.get(parent)
-        if package is not None and hasattr(package, child) and old not in sys.modules:
+        public = getattr(package, "__all__", ())  # (hasattr would load a lazy package)
+        if child in public and old not in sys.modules:
             sys.modules[old] = _MovedModule(old, _targets(old))
