@@ -1,5 +1,6 @@
 """Training runs end to end on real (tiny) data; resume continues exactly; bad runs stop early."""
 
+import dataclasses
 import json
 import math
 
@@ -180,3 +181,21 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     ]
     assert math.isclose(*train_losses, rel_tol=1e-2)
     assert find_finished_run(compiled_config, [tmp_path / "eager"]) is not None
+
+
+def test_a_run_that_puts_everything_in_one_class_says_so(tmp_path, monkeypatch, caplog):
+    """A collapsed model (one class takes every prediction) is named with what to try."""
+    real = trainer_module.evaluate_split
+
+    def collapsed(*args, **kwargs):
+        result = real(*args, **kwargs)
+        confusion = torch.zeros_like(result.confusion)
+        confusion[:, 3] = result.confusion.sum(1)  # every image predicted as class 3
+        return dataclasses.replace(result, confusion=confusion)
+
+    monkeypatch.setattr(trainer_module, "evaluate_split", collapsed)
+    with caplog.at_level("WARNING", logger="deepnc"):
+        train(tiny(tmp_path, epochs=1, train_subset=128, test_subset=64))
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "100% of the test predictions are class '3'" in warning
+    assert "--precise_bn" in warning and "--refresh end" in warning

@@ -10,7 +10,7 @@ from deepnc.engine.loop import evaluate
 from deepnc.engine.seg_evaluation import evaluate_segmentation
 from deepnc.engine.seg_inference import InferenceOptions
 
-__all__ = ["TEST_METRICS", "evaluate_split", "primary_metric"]
+__all__ = ["TEST_METRICS", "dominant_class", "evaluate_split", "primary_metric"]
 
 # What an evaluation reports, per task; the first is the headline figure.
 TEST_METRICS = {
@@ -48,3 +48,31 @@ def evaluate_split(
             **options,
         )
     return evaluate(model, loader, num_classes=data.num_classes, **options)
+
+
+def dominant_class(confusion: torch.Tensor) -> tuple[int, float, float] | None:
+    """``(class, its share of the predictions, its share of the truth)`` when one class
+    takes (nearly) every prediction, a model that has collapsed; else ``None``.
+
+    Collapsed: every prediction in one class while the truth holds several, or at least
+    90% of them in one class that holds under half of that share in truth.
+
+    Args:
+        confusion: ``(C, C)`` counts, rows true classes, columns predictions.
+
+    >>> dominant_class(torch.tensor([[5, 0], [5, 0]]))
+    (0, 1.0, 0.5)
+    >>> dominant_class(torch.tensor([[5, 0], [1, 4]])) is None
+    True
+    """
+    counts = confusion.double()
+    total = counts.sum()
+    if total == 0:
+        return None
+    predicted, true = counts.sum(0) / total, counts.sum(1) / total
+    top = int(predicted.argmax())
+    share, truth = float(predicted[top]), float(true[top])
+    several = int((true > 0).sum()) > 1
+    if (share == 1.0 and several) or (share >= 0.9 and truth < share / 2):
+        return top, share, truth
+    return None

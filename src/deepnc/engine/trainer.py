@@ -40,7 +40,7 @@ from deepnc.engine.build import build_data, build_loaders, build_model, build_op
 from deepnc.engine.checkpoint import Checkpoint, TrainingState
 from deepnc.engine.compile import SeedingWatch, compile_model
 from deepnc.engine.config import TrainConfig, save_config
-from deepnc.engine.evaluation import TEST_METRICS, evaluate_split
+from deepnc.engine.evaluation import TEST_METRICS, dominant_class, evaluate_split
 from deepnc.engine.head_setup import follow_half_life, refresh_heads, warm_start_heads
 from deepnc.engine.loop import EpochControl, StepOptions, train_one_epoch
 from deepnc.engine.precise_bn import recompute_batchnorm
@@ -343,5 +343,28 @@ def _evaluate(run: _Run) -> dict[str, float]:
         amp_dtype=config.amp_dtype,
         inference=InferenceOptions.from_config(config.inference),
     )
+    collapsed = dominant_class(result.confusion)
+    if collapsed is not None and run.runtime.is_main:
+        top, share, truth = collapsed
+        log.warning(
+            "%.0f%% of the %s predictions are class %r (%.0f%% of the truth): the model puts "
+            "nearly everything in one class.%s",
+            100 * share,
+            config.evaluate_on,
+            run.data.class_names[top],
+            100 * truth,
+            _COLLAPSE_ADVICE if config.head == "dnc" else _COLLAPSE_ADVICE_SOFTMAX,
+        )
     summary = result.summary()
     return {f"{config.evaluate_on}_{name}": summary[name] for name in TEST_METRICS[run.data.task]}
+
+
+_COLLAPSE_ADVICE_SOFTMAX = (
+    " On a short run, BatchNorm's running statistics may trail the weights: try --precise_bn 1000."
+)
+_COLLAPSE_ADVICE = (
+    _COLLAPSE_ADVICE_SOFTMAX
+    + " A DNC head compares them with sub-centroids made from training-mode features: "
+    "--refresh end refits those on evaluation-mode ones; over a pretrained backbone, "
+    "--head_init warm --subcentroid_half_life 1."
+)
