@@ -141,15 +141,18 @@ def test_configs_lists_the_shipped_recipes_and_prints_one(capsys):
 
 
 def test_help_and_version_answer_without_importing_torch():
-    """Parsing imports nothing heavy: ``deepnc --help`` answers at once."""
+    """Parsing imports nothing heavy: ``deepnc --help`` and ``deepnc configs`` answer at
+    once (the import set is checked, not the time)."""
     script = (
         "import sys\n"
         "from deepnc.cli import main\n"
-        "for argv in (['--help'], ['--version'], ['predict', '--help']):\n"
+        "for argv in (['--help'], ['--version'], ['predict', '--help'], ['configs']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as done:\n"
         "        assert done.code == 0, argv\n"
+        "    else:\n"
+        "        assert argv == ['configs'], argv\n"
         "heavy = sorted({'torch', 'torchvision', 'timm', 'torchmetrics'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )

@@ -37,7 +37,7 @@ from deepnc.data.seg_datasets import (
     load_segfolder,
     load_voc,
 )
-from deepnc.utils.validate import did_you_mean
+from deepnc.utils.suggest import did_you_mean
 
 __all__ = [
     "ClassSubset",

@@ -1,19 +1,37 @@
 """Training and evaluation: the loop, optimisers, runs from a config.
 
-Checkpoints live in :mod:`deepnc.engine.checkpoint`; this package imports the trainer (and with
-it the data loaders and the models) only when ``train`` or ``build_model`` is asked for.
+Checkpoints live in :mod:`deepnc.engine.checkpoint`. The names below load on first use,
+so that a light module of the engine (the recipes, the checkpoint format) imports without
+the loop's torchmetrics or the trainer's data loaders and models.
 """
 
-from deepnc.engine.loop import (
-    EpochControl,
-    EpochStats,
-    EvalResult,
-    StepOptions,
-    evaluate,
-    train_one_epoch,
-)
-from deepnc.engine.optim import build_optimizer, build_scheduler
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepnc.engine.build import build_model, count_parameters
+    from deepnc.engine.loop import (
+        EpochControl,
+        EpochStats,
+        EvalResult,
+        StepOptions,
+        evaluate,
+        train_one_epoch,
+    )
+    from deepnc.engine.optim import build_optimizer, build_scheduler
+    from deepnc.engine.trainer import train
+
+_WHERE = {  # name -> the module that defines it
+    **dict.fromkeys(
+        ("EpochControl", "EpochStats", "EvalResult", "StepOptions", "evaluate", "train_one_epoch"),
+        "loop",
+    ),
+    **dict.fromkeys(("build_optimizer", "build_scheduler"), "optim"),
+    **dict.fromkeys(("build_model", "count_parameters"), "build"),
+    "train": "trainer",
+}
 __all__ = [
     "EpochControl",
     "EpochStats",
@@ -30,12 +48,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "train":
-        from deepnc.engine.trainer import train
-
-        return train
-    if name in ("build_model", "count_parameters"):
-        from deepnc.engine import build
-
-        return getattr(build, name)
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"deepnc.engine.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'deepnc.engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -27,7 +27,7 @@ from deepnc.engine.seg_inference import InferenceOptions
 from deepnc.models.registry import HEADS
 from deepnc.nn.head import DNCHead
 from deepnc.nn.warm_start import HEAD_INITS
-from deepnc.utils.validate import did_you_mean
+from deepnc.utils.suggest import did_you_mean
 
 __all__ = [
     "DNC_ONLY_KEYS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepnc.utils.validate import did_you_mean
+from deepnc.utils.suggest import did_you_mean
 
 __all__ = ["RECIPES", "find_config", "list_configs"]
 

@@ -31,7 +31,7 @@ from torch import nn
 from deepnc.models.cifar_resnet import resnet20, resnet32, resnet56
 from deepnc.models.efficientnet_lite import efficientnet_lite0
 from deepnc.nn.convert import convert
-from deepnc.utils.validate import did_you_mean
+from deepnc.utils.suggest import did_you_mean
 
 __all__ = ["HEADS", "create_model", "list_models"]
 

@@ -28,7 +28,7 @@ from deepnc.models.registry import HEADS
 from deepnc.models.seg_backbones import DenseBackbone, create_dense_backbone, list_dense_backbones
 from deepnc.nn import defaults
 from deepnc.nn.head import DNCHead
-from deepnc.utils.validate import did_you_mean
+from deepnc.utils.suggest import did_you_mean
 
 __all__ = [
     "DECODERS",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 import torch
 
@@ -16,20 +15,8 @@ __all__ = [
     "check_range",
     "check_target_values",
     "check_targets",
-    "did_you_mean",
     "out_of_range",
 ]
-
-
-def did_you_mean(name: str, valid: Iterable[str], *, cutoff: float = 0.6) -> str:
-    """`` Did you mean 'x'?`` for the valid name closest to a mistyped ``name``, else ``""``:
-    the end of every "unknown name" message.
-
-    >>> did_you_mean("resnt20", ["resnet20", "resnet56"])
-    " Did you mean 'resnet20'?"
-    """
-    close = difflib.get_close_matches(name, [v for v in valid if v != name], n=1, cutoff=cutoff)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
