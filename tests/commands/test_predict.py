@@ -62,6 +62,18 @@ def test_predictions_agree_with_the_model_and_a_broken_file_is_skipped(run, tmp_
         assert -1 <= row["score"] <= 1 and row["accepted"] is None and row["exemplar"] is None
 
 
+def test_predict_fails_when_it_labels_nothing(run, tmp_path, capsys):
+    checkpoint, folder = run
+    missing, empty = tmp_path / "missing.png", tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(checkpoint), str(missing)]) == 2
+    assert "no image could be labelled" in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), str(empty)]) == 2
+    assert "no image file found there" in capsys.readouterr().err
+    assert main(["predict", str(checkpoint), str(folder / "broken.png")]) == 2
+    assert "all 1 skipped" in capsys.readouterr().err
+
+
 def test_rejection_uses_the_threshold_of_the_test_split_and_marks_each_image(run):
     checkpoint, folder = run
     model, saved = load_trained_model(checkpoint)

@@ -88,6 +88,9 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
             else:
                 write(item)
     print(f"{total - skipped} images labelled, {skipped} skipped", file=sys.stderr)
+    if total == skipped:
+        found = f"all {total} skipped (see above)" if total else "no image file found there"
+        raise ValueError(f"no image could be labelled in {' '.join(arguments.images)}: {found}")
     return 0
 
 

@@ -167,15 +167,13 @@ class TrainConfig:
             "validation_size",
             "warm_start_samples",
             "precise_bn",
+            "image_size",
             "iterations",
             "checkpoint_every_steps",
             "keep_checkpoints",
         ):
-            value = getattr(self, key)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            if getattr(self, key) is not None:
+                _positive_int(key, getattr(self, key))
         has_own_val = self.dataset == "fashion-scenes"
         if self.evaluate_on == "val" and self.validation_size is None and not has_own_val:
             raise ValueError(
@@ -190,8 +188,7 @@ class TrainConfig:
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
         for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+            _positive_int(key, getattr(self, key))
         for key in NON_NEGATIVE_FLOATS:
             value = getattr(self, key)
             if not isinstance(value, int | float) or value < 0:
@@ -260,6 +257,12 @@ class TrainConfig:
     def total_steps(self, steps_per_epoch: int) -> int:
         """Optimisation steps of the whole run: ``iterations``, or every step of ``epochs``."""
         return self.iterations or self.epochs * steps_per_epoch
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        given = " (was --" + key + " given without a value?)" if value is True else ""
+        raise ValueError(f"{key} must be a positive integer, got {value!r}{given}")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
