@@ -174,3 +174,27 @@ def test_train_help_lists_every_config_key(capsys):
         main(["train", "--help"])
     shown = capsys.readouterr().out
     assert "config keys and their defaults" in shown and "precise_bn=None" in shown
+
+
+def test_mistakes_on_the_command_line_get_one_clear_line(capsys, tmp_path):
+    cases = [
+        (["train", "--num_subcentroids", "0"], "--head_options.num_subcentroids VALUE"),
+        (["train", "--epochs"], "was --epochs given without a value"),
+        (["fit", "--resume"], "fit takes no --resume"),
+        (["predict", str(tmp_path), str(tmp_path), "--reject-at", "1.5"], "--reject-at is"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_an_interrupted_train_says_what_was_saved(tmp_path, monkeypatch, capsys):
+    import deepnc.engine.trainer as trainer_module
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "train_one_epoch", interrupt)
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out_dir", str(run)]) == 130
+    assert "no checkpoint was saved yet" in capsys.readouterr().err

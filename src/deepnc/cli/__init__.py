@@ -66,10 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"deepnc {arguments.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted; the last finished epoch is saved: run the same command with "
-            "--resume to continue",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:  # train says what it saved; the other commands save nothing
+        print(f"\ndeepnc {arguments.command}: interrupted", file=sys.stderr)
         return 130

@@ -29,6 +29,8 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.config import load_config
     from deepnc.engine.evaluation import primary_metric
 
+    if "--resume" in rest:
+        raise ValueError("fit takes no --resume: it makes no training step, so run it again")
     config = load_config(arguments.config, rest)
     summary = fit_run(config, iterations=arguments.iterations)
     metric = primary_metric(summary["task"])

@@ -63,6 +63,11 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
 
     if rest:
         raise ValueError(f"predict takes no config overrides, got {rest}")
+    if arguments.reject_at is not None and not 0 < arguments.reject_at <= 1:
+        raise ValueError(
+            "--reject-at is the share of known images to accept, in (0, 1], "
+            f"got {arguments.reject_at}"
+        )
     predictor = Predictor(
         arguments.checkpoint,
         top_k=arguments.top_k,

@@ -63,7 +63,7 @@ def add_parser(commands) -> None:
 def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
     from deepnc.engine.config import load_config
     from deepnc.engine.evaluation import TEST_METRICS
-    from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, Preempted
+    from deepnc.engine.run_checkpoints import EXIT_PREEMPTED, Preempted, RunCheckpoints
     from deepnc.engine.trainer import train
 
     config = load_config(arguments.config, overrides)
@@ -76,6 +76,16 @@ def run(arguments: argparse.Namespace, overrides: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_PREEMPTED
+    except KeyboardInterrupt:
+        saved = RunCheckpoints(config.out_dir, config.keep_checkpoints).candidates()
+        if saved:
+            said = f"the newest checkpoint is {saved[0]}: run the same command with --resume"
+        else:
+            minutes = config.checkpoint_every_minutes
+            within = f" or {minutes:g} minutes" if minutes else ""
+            said = f"no checkpoint was saved yet (the first comes after an epoch{within})"
+        print(f"\ndeepnc train: interrupted; {said}", file=sys.stderr)
+        return 130
     split = summary["evaluated_on"]
     metrics = tuple(f"{split}_{name}" for name in TEST_METRICS[summary["task"]])
     keys = ("task", "model", "head", "dataset", "epochs", *metrics, "seconds_per_epoch")

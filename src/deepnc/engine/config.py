@@ -329,6 +329,11 @@ def load_config(
     unknown = [key for key in values if key not in _FIELDS]
     if unknown:
         key = unknown[0]
+        if key in inspect.signature(DNCHead).parameters:
+            raise ValueError(
+                f"{key!r} is an option of the DNC head, not a config key: "
+                f"--head_options.{key} VALUE (head_options: {{{key}: VALUE}} in YAML)"
+            )
         raise ValueError(f"unknown config key {key!r}." + did_you_mean(key, _FIELDS, cutoff=0.5))
     config = TrainConfig(**values)
     for name in (*NON_NEGATIVE_FLOATS, "subcentroid_half_life"):  # YAML's 1 means 1.0 here
