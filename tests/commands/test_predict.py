@@ -107,7 +107,7 @@ def test_csv_is_the_default_output(run, capsys):
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs dataset-fashion-mnist")
-def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
+def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path, capsys):
     config = {
         "task": "segmentation",
         "dataset": "fashion-scenes",
@@ -133,6 +133,8 @@ def test_a_segmentation_checkpoint_writes_a_mask_per_image(tmp_path):
     with torch.no_grad():
         logits = predictor.model(image[None])["out"][0]
     assert np.array_equal(np.array(Image.open(second.mask)), logits.argmax(0).numpy())
+    assert main(["snap", str(tmp_path / "run")]) == 2  # one line, no traceback
+    assert "deepnc explain --pixel" in capsys.readouterr().err
 
 
 def test_add_classes_from_folders_then_remove_them_by_name(run, tmp_path, capsys):

@@ -79,11 +79,18 @@ def snap_checkpoint(
         exemplar index (dataset, split, subset, indices, similarities) in its state.
 
     Raises:
-        ValueError: a softmax checkpoint (explanations need a DNC head).
+        ValueError: a softmax checkpoint (explanations need a DNC head), or a segmentation
+            one.
     """
     start = time.perf_counter()
     source = resolve_checkpoint(path)
     model, checkpoint = load_trained_model(source, device)
+    if checkpoint.task != "classification":
+        raise ValueError(
+            f"snap replaces each sub-centroid by a training image, which suits a classifier; "
+            f"{source} is a {checkpoint.task} checkpoint: deepnc explain --pixel ROW COLUMN "
+            "shows the training regions nearest the sub-centroid that labels a pixel"
+        )
     head = find_dnc_head(model)
     data = load_checkpoint_dataset(checkpoint)
     top1_before = _test_top1(model, data, device, batch_size)
