@@ -19,17 +19,20 @@ True
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepnc._version import __version__
 from deepnc.nn.head import DNCHead
 
 __all__ = [
     "EXPORT_FORMATS",
     "FrozenDNCHead",
+    "checkpoint_metadata",
     "export_model",
     "freeze",
     "run_exported",
@@ -109,7 +112,12 @@ class _Logits(nn.Module):
 
 @torch.no_grad()
 def export_model(
-    model: nn.Module, example: torch.Tensor, path: str | Path, format: str = "onnx"
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | Path,
+    format: str = "onnx",
+    *,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Freeze ``model`` and write it to ``path`` as TorchScript or ONNX.
 
@@ -120,6 +128,9 @@ def export_model(
         path: the file to write (``.pt`` for TorchScript, ``.onnx`` for ONNX by custom).
         format: ``"torchscript"`` (traced) or ``"onnx"`` (opset 18, ``images`` ->
             ``logits``).
+        metadata: strings stored in the file, so that it describes itself without deepnc:
+            the ONNX model's ``metadata_props``, or the TorchScript archive's extra file
+            ``deepnc.json`` (see :func:`checkpoint_metadata`).
 
     Returns:
         The written path.
@@ -133,7 +144,8 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     if format == "torchscript":
         traced = torch.jit.trace(network, example, strict=False)
-        traced.save(str(path))
+        extra = {"deepnc.json": json.dumps(metadata or {})}
+        torch.jit.save(traced, str(path), _extra_files=extra)
         return path
     try:
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
@@ -151,7 +163,33 @@ def export_model(
         verbose=False,
     )
     program.save(str(path))
+    if metadata:
+        import onnx
+
+        stored = onnx.load(str(path))
+        for key, value in metadata.items():
+            stored.metadata_props.add(key=key, value=value)
+        onnx.save(stored, str(path))
     return path
+
+
+def checkpoint_metadata(checkpoint) -> dict[str, str]:
+    """What a user of an exported file needs to know, from a
+    :class:`~deepnc.engine.checkpoint.Checkpoint`: the class names (a JSON list, index =
+    logit), the input (channels, size, per-channel mean and std of the normalisation),
+    the task and the deepnc version. Values are strings, as ONNX stores them."""
+    facts = checkpoint.dataset
+    return {
+        "deepnc_version": __version__,
+        "task": checkpoint.task,
+        "class_names": json.dumps(checkpoint.class_names),
+        "input": "images (B, C, H, W) float32, normalised: (pixel / 255 - mean) / std",
+        "in_channels": str(facts.get("in_channels")),
+        "image_size": str(facts.get("image_size")),
+        "mean": json.dumps(list(facts.get("mean", ()))),
+        "std": json.dumps(list(facts.get("std", ()))),
+        "output": "logits (B, C) (segmentation: (B, C, H, W)); argmax is the class",
+    }
 
 
 def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:

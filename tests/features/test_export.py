@@ -1,8 +1,11 @@
 """Export: a frozen DNC model gives the PyTorch model's predictions in TorchScript and ONNX."""
 
+import json
+
 import pytest
 import torch
 
+import deepnc
 from deepnc import DNCHead
 from deepnc.cli import main
 from deepnc.engine import train
@@ -75,3 +78,21 @@ def test_export_command(tmp_path, capsys):
     assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--check", "32"]) == 0
     out = capsys.readouterr().out
     assert "predictions agree 100.00%" in out and (tmp_path / "run" / "model.onnx").exists()
+    import onnx
+
+    stored = {
+        p.key: p.value for p in onnx.load(str(tmp_path / "run" / "model.onnx")).metadata_props
+    }
+    assert json.loads(stored["class_names"]) == [str(digit) for digit in range(10)]
+    assert stored["image_size"] == "8" and stored["in_channels"] == "1"
+    assert json.loads(stored["mean"]) and stored["deepnc_version"] == deepnc.__version__
+
+
+def test_a_torchscript_file_carries_its_metadata(tmp_path):
+    model = create_model("resnet20", num_classes=3, in_chans=1).eval()
+    path = export_model(
+        model, torch.randn(2, 1, 16, 16), tmp_path / "m.pt", "torchscript", metadata={"a": "b"}
+    )
+    extra = {"deepnc.json": ""}
+    torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["deepnc.json"]) == {"a": "b"}

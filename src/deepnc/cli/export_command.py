@@ -29,7 +29,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
 
     from deepnc.engine.checkpoint import resolve_checkpoint
     from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
-    from deepnc.export import export_model, verify_export
+    from deepnc.export import checkpoint_metadata, export_model, verify_export
 
     if rest:
         raise ValueError(f"export takes no config overrides, got {rest}")
@@ -42,7 +42,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     images = torch.stack([data.test[i][0] for i in range(count)])
     suffix = ".onnx" if arguments.format == "onnx" else ".pt"
     out = Path(arguments.out) if arguments.out else path.parent / f"model{suffix}"
-    export_model(model, images[:2], out, arguments.format)
+    export_model(model, images[:2], out, arguments.format, metadata=checkpoint_metadata(checkpoint))
     check = verify_export(model, out, images)
     print(
         f"wrote {out} ({arguments.format}, input images (B, {data.in_channels}, "

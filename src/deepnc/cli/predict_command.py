@@ -83,7 +83,8 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     total = len(files)
     opened = open(arguments.out, "w", newline="") if arguments.out else nullcontext(sys.stdout)
     skipped = 0
-    with opened as stream, tqdm(total=total, unit="image", file=sys.stderr) as bar:
+    bar = tqdm(total=total, unit="image", file=sys.stderr, disable=None)  # none in logs
+    with opened as stream, bar:
         write = _writer(stream, arguments.format)
         for item in predictor.predict(files):
             bar.update(1)
