@@ -195,7 +195,8 @@ def test_a_run_that_puts_everything_in_one_class_says_so(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(trainer_module, "evaluate_split", collapsed)
     with caplog.at_level("WARNING", logger="deepnc"):
-        train(tiny(tmp_path, epochs=1, train_subset=128, test_subset=64))
+        summary = train(tiny(tmp_path, epochs=1, train_subset=128, test_subset=64))
+    assert len(summary["warnings"]) == 1 and "one class" in summary["warnings"][0]
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "100% of the test predictions are class '3'" in warning
     assert "--precise_bn" in warning and "--refresh end" in warning

@@ -29,6 +29,7 @@ __all__ = [
 log = logging.getLogger("deepnc")
 
 METRICS_NAME, CURVES_NAME, SUMMARY_NAME = "metrics.jsonl", "curves.png", "summary.json"
+WARNING = "warning"  # a row's key for what its evaluation found wrong (summary.json lists it)
 
 
 def epoch_row(scored: str, task: str, epoch: int, stats) -> dict[str, Any]:
@@ -110,7 +111,8 @@ def run_summary(
     world_size: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """What ``summary.json`` holds: the last scores, the best, the time, the sizes."""
+    """What ``summary.json`` holds: the last scores, the best, the time, the sizes, and
+    what the last evaluation found wrong (``warnings``)."""
     last = history[-1] if history else {}
     scored = config.evaluate_on
     primary = f"{scored}_{primary_metric(data.task)}"
@@ -138,5 +140,6 @@ def run_summary(
         "val_size": len(data.val) if data.val is not None else None,
         "world_size": world_size,
         "device": str(device),
+        "warnings": [last[WARNING]] if last.get(WARNING) else [],
         "config": config.to_dict(),
     }

@@ -55,6 +55,7 @@ from deepnc.engine.run_checkpoints import (
     restore_rng,
 )
 from deepnc.engine.run_folder import (
+    WARNING,
     CurvesHook,
     append_metrics,
     epoch_row,
@@ -331,8 +332,9 @@ def _agree_before_evaluation(run: _Run, epoch: int, evaluates: bool) -> None:
         refresh_heads(run.model, config, run.data, runtime, epoch)
 
 
-def _evaluate(run: _Run) -> dict[str, float]:
-    """The split the config scores, as ``{"<split>_<metric>": value}``."""
+def _evaluate(run: _Run) -> dict:
+    """The split the config scores, as ``{"<split>_<metric>": value}``, and a ``warning``
+    (logged, and kept in the row) when one class takes nearly every prediction."""
     config = run.config
     result = evaluate_split(
         run.model,
@@ -343,20 +345,20 @@ def _evaluate(run: _Run) -> dict[str, float]:
         amp_dtype=config.amp_dtype,
         inference=InferenceOptions.from_config(config.inference),
     )
+    summary, split = result.summary(), config.evaluate_on
+    scores: dict = {f"{split}_{name}": summary[name] for name in TEST_METRICS[run.data.task]}
     collapsed = dominant_class(result.confusion)
-    if collapsed is not None and run.runtime.is_main:
+    if collapsed is not None:
         top, share, truth = collapsed
-        log.warning(
-            "%.0f%% of the %s predictions are class %r (%.0f%% of the truth): the model puts "
-            "nearly everything in one class.%s",
-            100 * share,
-            config.evaluate_on,
-            run.data.class_names[top],
-            100 * truth,
-            _COLLAPSE_ADVICE if config.head == "dnc" else _COLLAPSE_ADVICE_SOFTMAX,
+        advice = _COLLAPSE_ADVICE if config.head == "dnc" else _COLLAPSE_ADVICE_SOFTMAX
+        scores[WARNING] = (
+            f"{100 * share:.0f}% of the {config.evaluate_on} predictions are class "
+            f"{run.data.class_names[top]!r} ({100 * truth:.0f}% of the truth): the model puts "
+            f"nearly everything in one class.{advice}"
         )
-    summary = result.summary()
-    return {f"{config.evaluate_on}_{name}": summary[name] for name in TEST_METRICS[run.data.task]}
+        if run.runtime.is_main:
+            log.warning("%s", scores[WARNING])
+    return scores
 
 
 _COLLAPSE_ADVICE_SOFTMAX = (
