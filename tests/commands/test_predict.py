@@ -3,6 +3,7 @@ and skipped, rejection keeps the calibrated share of known images, snapped check
 name their exemplars, segmentation checkpoints write masks."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -203,3 +204,28 @@ def test_the_embedding_cache_is_ignored_once_the_backbone_changes(tmp_path):
     with torch.no_grad():
         model[0].weight.add_(1.0)
     assert load_embeddings(tmp_path, model) is None
+
+
+def test_an_edited_checkpoint_is_a_model_like_any_other(run, tmp_path, capsys):
+    """eval, predict --reject-at and export work on a checkpoint whose classes were edited:
+    the training data is relabelled to its classes by name."""
+    checkpoint, folder = run
+    new = tmp_path / "new" / "extra"
+    new.mkdir(parents=True)
+    (new / "0.png").write_bytes((folder / "0.png").read_bytes())
+    added, removed = tmp_path / "added.safetensors", tmp_path / "removed.safetensors"
+    assert main(["add-classes", str(checkpoint), str(tmp_path / "new"), "--out", str(added)]) == 0
+    assert main(["remove-classes", str(added), "3", "--out", str(removed)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(added), "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert len(report["per_class_accuracy"]) == 11 and math.isnan(
+        report["per_class_accuracy"]["extra"]
+    )
+    with pytest.warns(UserWarning, match=r"no longer has the classes \['3'\]"):
+        assert main(["eval", str(removed), "--out", str(tmp_path / "eval2")]) == 0
+    assert main(["predict", str(added), str(folder), "--reject-at", "0.9"]) == 0
+    assert "rejecting scores below" in capsys.readouterr().err
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(added), "--out", str(out), "--check", "16"]) == 0
+    assert "predictions agree 100.00%" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""Keep some classes of a dataset, relabelled ``0 .. len(classes) - 1``: for open-set and
-new-class experiments (train on some classes, hold the others out).
+"""Keep some classes of a dataset, relabelled ``0 .. len(classes) - 1`` (for open-set and
+new-class experiments: train on some classes, hold the others out), or relabelled by
+name to a model's classes (a model whose classes were edited, scored on its old data).
 
 >>> from torch.utils.data import TensorDataset
 >>> import torch
@@ -19,18 +20,21 @@ from torch.utils.data import Dataset
 
 from deepnc.data.base import DatasetSplits, dataset_labels
 
-__all__ = ["ClassSubset", "select_classes"]
+__all__ = ["ClassSubset", "match_class_names", "select_classes"]
 
 
 class ClassSubset(Dataset):
-    """The items of ``dataset`` whose label is in ``classes``, relabelled by position.
+    """The items of ``dataset`` whose label is in ``classes``, relabelled by position
+    (``classes[i]`` becomes ``i``), or to ``targets[i]`` when ``targets`` is given.
 
     Attributes:
         indices: ``(N',)`` positions of the kept items in ``dataset``.
         labels: ``(N',)`` new labels: the position of the old label in ``classes``.
     """
 
-    def __init__(self, dataset: Dataset, classes: Sequence[int]) -> None:
+    def __init__(
+        self, dataset: Dataset, classes: Sequence[int], targets: Sequence[int] | None = None
+    ) -> None:
         classes = [int(c) for c in classes]
         if len(set(classes)) != len(classes):
             raise ValueError(f"classes must be distinct, got {classes}")
@@ -42,7 +46,8 @@ class ClassSubset(Dataset):
             raise ValueError(
                 f"classes {missing} do not occur in the dataset (labels 0-{len(lookup) - 1})"
             )
-        lookup[torch.tensor(classes)] = torch.arange(len(classes))
+        new = torch.arange(len(classes)) if targets is None else torch.tensor(list(targets))
+        lookup[torch.tensor(classes)] = new
         mapped = lookup[old]
         self.dataset = dataset
         self.indices = torch.nonzero(mapped >= 0).flatten()
@@ -76,3 +81,31 @@ def select_classes(splits: DatasetSplits, classes: Sequence[int]) -> DatasetSpli
     splits.class_names = [splits.class_names[int(c)] for c in classes]
     splits.num_classes = len(classes)
     return splits
+
+
+def match_class_names(splits: DatasetSplits, names: Sequence[str]) -> tuple[DatasetSplits, list]:
+    """``splits`` relabelled to the classes ``names`` (a model's, edited since it was
+    trained on ``splits``), by name: each item of a class in ``names`` takes that name's
+    index; items of other classes are left out. Item order is kept.
+
+    Returns:
+        ``(the relabelled splits, the dataset's class names left out)``.
+
+    Raises:
+        ValueError: no class name in common.
+    """
+    names = list(names)
+    shared = [name for name in splits.class_names if name in names]
+    if not shared or splits.task != "classification":
+        raise ValueError(
+            f"the classes of {splits.name} ({splits.class_names[:5]}...) and of the model "
+            f"({names[:5]}...) share no name"
+        )
+    classes = [splits.class_names.index(name) for name in shared]
+    targets = [names.index(name) for name in shared]
+    for split in ("train", "test", "val"):
+        if getattr(splits, split) is not None:
+            setattr(splits, split, ClassSubset(getattr(splits, split), classes, targets))
+    left_out = [name for name in splits.class_names if name not in names]
+    splits.class_names, splits.num_classes = names, len(names)
+    return splits, left_out

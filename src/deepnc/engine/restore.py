@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 
 from deepnc.data import DatasetSplits, load_dataset
+from deepnc.data.classes import match_class_names
 from deepnc.engine.build import build_model
 from deepnc.engine.checkpoint import Checkpoint
 from deepnc.engine.config import load_config
@@ -36,7 +38,10 @@ def load_checkpoint_dataset(
     """The dataset a checkpoint was trained on (or ``dataset``), checked against it.
 
     Both splits use the evaluation transforms; the train split is the very subset the
-    model was trained on (same ``train_subset`` and seed), so its indices are stable.
+    model was trained on (same ``train_subset`` and seed), so its indices are stable. For
+    a model whose classes were edited since (``deepnc add-classes``, ``remove-classes``),
+    the data is relabelled to the model's classes by name, and items of classes the model
+    no longer has are left out (a warning names them).
     """
     config = checkpoint.config
     same = dataset is None or dataset == config["dataset"]
@@ -50,6 +55,16 @@ def load_checkpoint_dataset(
         seed=config["seed"],
         **(config.get("dataset_options", {}) if same else {}),
     )
+    names = checkpoint.class_names
+    edited = data.task == "classification" and data.class_names != names
+    if edited and set(data.class_names) & set(names):  # else: another set of the same shape
+        data, left_out = match_class_names(data, names)
+        if left_out:
+            warnings.warn(
+                f"the model no longer has the classes {left_out} of {data.name}: their "
+                "images are left out",
+                stacklevel=2,
+            )
     check_dataset_matches(checkpoint, data)
     return data
 
