@@ -116,18 +116,21 @@ def run_once(config: TrainConfig, reuse_from: Sequence[str | Path] = ()) -> dict
 
 
 def comparison_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per head: the task's headline metric (top-1 or mIoU, in %) per seed, its
-    mean and std (``<metric>``, ``<metric>_mean``, ``<metric>_std``), parameters, time."""
+    """One row per head: the task's headline metric (top-1 or mIoU, in %) per seed on the
+    split the runs scored (``split``: test, or val with ``evaluate_on: val``), its mean and
+    std (``<metric>``, ``<metric>_mean``, ``<metric>_std``), parameters, time."""
     rows = []
     by_head: dict[str, list[dict]] = {}
     for summary in summaries:
         by_head.setdefault(summary["head"], []).append(summary)
     for head, runs in by_head.items():
         metric = primary_metric(runs[0].get("task", "classification"))
-        values = [100 * run[f"test_{metric}"] for run in runs]
+        split = runs[0].get("evaluated_on", "test")
+        values = [100 * run[f"{split}_{metric}"] for run in runs]
         rows.append(
             {
                 "head": head,
+                "split": split,
                 "seeds": [run["seed"] for run in runs],
                 "metric": metric,
                 metric: values,
@@ -151,6 +154,8 @@ def comparison_markdown(summaries: Sequence[dict[str, Any]]) -> str:
     first = summaries[0]
     metric = rows[0]["metric"]
     label = {"top1": "top-1", "miou": "mIoU"}.get(metric, metric)
+    if rows[0]["split"] != "test":
+        label = f"{rows[0]['split']} {label}"
     lines = [
         f"{first['model']} on {first['dataset']}, {first['epochs']} epochs, "
         f"{first['train_size']} training / {first['test_size']} test images, seeds "
