@@ -7,8 +7,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import deepnc
+from deepnc.engine.build import build_data
 from deepnc.engine.config import load_config
 from deepnc.engine.precise_bn import batchnorm_layers, recompute_batchnorm
+from deepnc.engine.restore import load_trained_model
+from deepnc.engine.runtime import epoch_seed
 from deepnc.engine.trainer import train
 
 
@@ -64,7 +67,10 @@ def test_a_refresh_fits_the_subcentroids_on_eval_mode_features():
 
 
 @pytest.mark.parametrize("head", ["dnc", "linear"])
-def test_a_run_with_precise_bn_and_a_refresh_resumes_bit_for_bit(tmp_path, head):
+def test_a_run_with_precise_bn_and_a_refresh_resumes_bit_for_bit(tmp_path, head, caplog):
+    """The saved BatchNorm statistics are those of the final weights over the seeded
+    sample (recomputing them changes nothing), the DNC heads were refitted, and a run cut
+    after its first epoch resumes to the same numbers."""
     values = {
         "dataset": "digits",
         "train_subset": 192,
@@ -74,9 +80,22 @@ def test_a_run_with_precise_bn_and_a_refresh_resumes_bit_for_bit(tmp_path, head)
         "progress": False,
         "head": head,
         "precise_bn": 64,
+        "augment": False,  # the sample's images are then the same on every pass
         **({"refresh": "eval", "warm_start_samples": 8} if head == "dnc" else {}),
     }
-    whole = train(load_config(None, {**values, "out_dir": str(tmp_path / "whole")}))
+    with caplog.at_level("INFO", logger="deepnc"):
+        whole = train(load_config(None, {**values, "out_dir": str(tmp_path / "whole")}))
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert logged.count("precise BN: statistics over 64 images") == 2  # one per evaluation
+    assert logged.count("refresh: sub-centroids refitted") == (2 if head == "dnc" else 0)
+    model, checkpoint = load_trained_model(tmp_path / "whole")
+    saved = [layer.running_mean.clone() for layer in batchnorm_layers(model)]
+    data = build_data(load_config(None, checkpoint.config))
+    recompute_batchnorm(
+        model, data.train, samples=64, batch_size=512, seed=epoch_seed(0, 1, 0), device="cpu"
+    )
+    for before, layer in zip(saved, batchnorm_layers(model), strict=True):
+        torch.testing.assert_close(layer.running_mean, before)
     cut = load_config(None, {**values, "out_dir": str(tmp_path / "cut")})
 
     def stop():  # after the first epoch's checkpoint
