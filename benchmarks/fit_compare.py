@@ -6,6 +6,10 @@ digits, all of it; 32x32, float32, 3 seeds):
 
 - **DNC fit**: ``deepnc fit`` (the engine's ``fit_run``): one embedding pass, balanced
   k-means per class, K = 4; seconds = embedding + fitting.
+- **DNC fit, learnt projection**: ``deepnc fit --projection P`` with the temperature
+  ``--projection-tau``: a linear map D -> P and the head's LayerNorm trained on the
+  cached embeddings (20 epochs, Adam), then the head refitted. P and tau default to the
+  choice of ``benchmarks/fit_tuning.py`` (validation splits, never these test splits).
 - **linear probe**: scikit-learn's ``LogisticRegression`` on the same normalised
   training embeddings (the run's cache), scored on the test embeddings.
 - **k-NN**: ``KNeighborsClassifier(5)`` on the same embeddings (cosine: they are unit).
@@ -70,6 +74,16 @@ def probes(run: Path) -> dict[str, tuple[float, float]]:
     return found
 
 
+def fit_projected(config, run: Path, head_options: dict) -> tuple[float, float]:
+    """``(test top-1 %, seconds)`` of ``deepnc fit`` with a learnt projection, in a run
+    folder beside ``run``."""
+    out = run.with_name(f"{run.name}-projection")
+    config = dataclasses.replace(config, out_dir=str(out), head_options=head_options)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else fit_run(config)
+    return 100 * summary["test_top1"], summary["fit_seconds"]
+
+
 def fine_tuned(results: Path, table: str) -> dict[str, tuple[list[float], float]]:
     """``{head: (top-1 per seed, seconds)}`` of the small budget's fine-tuning table."""
     path = results / f"{table}.json"
@@ -101,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         default=str(ROOT / "benchmarks/results/small"),
         help="the results folder whose classification tables are read",
     )
+    parser.add_argument("--projection", type=int, default=256, help="P (0: leave the row out)")
+    parser.add_argument("--projection-tau", default="0.1")
     arguments, overrides = parser.parse_known_args(argv)
+    tau = arguments.projection_tau
+    projected = {"projection": arguments.projection, "tau": tau if tau == "auto" else float(tau)}
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
     for setting, (recipe, extra, table) in SETTINGS.items():
@@ -118,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             found.setdefault("DNC fit (k-means, K=4)", []).append(
                 (100 * summary["test_top1"], summary["fit_seconds"])
             )
+            if arguments.projection:
+                name = f"DNC fit, learnt projection (P={arguments.projection}, tau {tau})"
+                found.setdefault(name, []).append(fit_projected(config, run, projected))
             for name, result in probes(run).items():
                 found.setdefault(name, []).append(result)
         for name, results in found.items():

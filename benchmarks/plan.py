@@ -85,6 +85,7 @@ STEPS = (
     Step("openset", "openset"),
     Step("new_classes", "new_classes"),
     Step("sklearn_compare", "sklearn_compare", trains=False),
+    Step("fit_tuning", "fit_tuning"),
     Step("fit_compare", "fit_compare"),
     Step("predict_throughput", "predict_throughput"),
     Step("segmentation_data", "segmentation_data"),

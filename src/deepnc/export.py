@@ -43,18 +43,27 @@ EXPORT_FORMATS = ("torchscript", "onnx")
 
 
 class FrozenDNCHead(nn.Module):
-    """A trained DNC head for inference only: ``max_k cos(LN(x), p_ck) / tau``.
+    """A trained DNC head for inference only: ``max_k cos(LN(A x), p_ck) / tau``.
 
     Args:
         norm: the head's LayerNorm (or ``nn.Identity``).
-        subcentroids: ``(C, K, D)`` unit sub-centroids.
+        subcentroids: ``(C, K, E)`` unit sub-centroids.
         tau: the temperature.
+        projection: the head's learnt projection A (``nn.Linear`` D -> E), or
+            ``nn.Identity`` (the default).
 
     Input ``(N, D)`` gives ``(N, C)``; ``(B, D, H, W)`` gives ``(B, C, H, W)``.
     """
 
-    def __init__(self, norm: nn.Module, subcentroids: torch.Tensor, tau: float) -> None:
+    def __init__(
+        self,
+        norm: nn.Module,
+        subcentroids: torch.Tensor,
+        tau: float,
+        projection: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.projection = projection if projection is not None else nn.Identity()
         self.norm = norm
         self.num_classes, self.num_subcentroids, self.dim = subcentroids.shape
         self.register_buffer("weight", subcentroids.detach().float().reshape(-1, self.dim).clone())
@@ -62,14 +71,15 @@ class FrozenDNCHead(nn.Module):
 
     @classmethod
     def from_head(cls, head: DNCHead) -> FrozenDNCHead:
-        return cls(copy.deepcopy(head.norm), head.subcentroids, head.tau)
+        projection = copy.deepcopy(head.projection)
+        return cls(copy.deepcopy(head.norm), head.subcentroids, head.tau, projection)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         dense = features.dim() == 4
         x = features.float()
         if dense:
             x = x.permute(0, 2, 3, 1)
-        x = F.normalize(self.norm(x), dim=-1)
+        x = F.normalize(self.norm(self.projection(x)), dim=-1)
         cosines = torch.matmul(x, self.weight.t())
         per_class = cosines.unflatten(-1, (self.num_classes, self.num_subcentroids))
         logits = per_class.amax(dim=-1) / self.tau

@@ -141,7 +141,7 @@ def add_classes(
         )
     device = head.subcentroids.device
     embedded = head.embed(features.to(device)).float().cpu()
-    bank = SubCentroidBank(new, k, head.in_features, momentum=0.0, seed=head.bank.seed)
+    bank = SubCentroidBank(new, k, head.embedding_dim, momentum=0.0, seed=head.bank.seed)
     bank.initialise(embedded, labels)
     for _ in range(rounds):
         bank.update(embedded, labels)

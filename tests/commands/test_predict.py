@@ -192,6 +192,31 @@ def test_fit_makes_a_classifier_with_no_training_that_the_other_commands_accept(
     assert main(["fit", *overrides, "--out_dir", str(run), "--progress", "false"]) == 2
 
 
+def test_fit_with_a_projection_learns_it_and_saves_it_in_the_run(run, tmp_path, capsys):
+    _, folder = run
+    fitted = tmp_path / "projected"
+    overrides = ["--dataset", "digits", "--model", "resnet20", "--train_subset", "300"]
+    arguments = ["--projection", "16", "--projection-epochs", "3", "--progress", "false"]
+    assert main(["fit", *overrides, *arguments, "--out_dir", str(fitted)]) == 0
+    model, checkpoint = load_trained_model(fitted)
+    head = find_dnc_head(model)
+    assert head.subcentroids.shape[-1] == 16 and checkpoint.config["head_options"] == {
+        "projection": 16
+    }
+    losses = checkpoint.extra["fitted"]["projection"]["losses"]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    data = load_checkpoint_dataset(checkpoint)
+    with torch.no_grad():
+        logits = model(torch.stack([data.test[i][0] for i in range(5)]))
+    summary = json.loads((fitted / "summary.json").read_text())
+    assert summary["test_top1"] > 0.3
+    out = tmp_path / "labels.jsonl"
+    capsys.readouterr()
+    assert main(["predict", str(fitted), str(folder), "--format", "jsonl", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["label"] for row in rows] == logits.argmax(dim=1).tolist()
+
+
 def test_the_embedding_cache_is_ignored_once_the_backbone_changes(tmp_path):
     from deepnc import DNCHead
     from deepnc.explain.embedding_cache import save_embeddings

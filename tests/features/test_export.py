@@ -24,14 +24,15 @@ def _trained_head_model():
     return model.eval()
 
 
-def test_frozen_head_matches_the_head_on_vectors_and_maps():
-    head = DNCHead(6, 3, num_subcentroids=2).eval()
+@pytest.mark.parametrize("projection", [None, 5])
+def test_frozen_head_matches_the_head_on_vectors_and_maps(projection):
+    head = DNCHead(6, 3, num_subcentroids=2, projection=projection).eval()
     head.update(torch.randn(30, 6), torch.arange(3).repeat(10))
     frozen = FrozenDNCHead.from_head(head)
     vectors, maps = torch.randn(5, 6), torch.randn(2, 6, 4, 4)
     assert torch.allclose(frozen(vectors), head(vectors), atol=1e-6)
     assert torch.allclose(frozen(maps), head(maps), atol=1e-6)
-    assert frozen.weight.shape == (6, 6)  # (C*K, D): the head is one matmul and a max
+    assert frozen.weight.shape == (6, projection or 6)  # (C*K, E): one matmul and a max
     scripted = torch.jit.script(frozen)  # plain tensor code: even torch.jit.script takes it
     assert torch.allclose(scripted(vectors), head(vectors), atol=1e-6)
 

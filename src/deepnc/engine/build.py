@@ -116,7 +116,7 @@ def build_loaders(
     sampler = ResumableSampler(sampler)  # a run resumed mid-epoch skips the batches done
     train = DataLoader(train_set, config.batch_size, sampler=sampler, drop_last=True, **common)
     # Disjoint shards, no padding: every image is counted exactly once over all processes.
-    scored = _scored_split(config, data)
+    scored = scored_split(config, data)
     shard = Subset(scored, range(runtime.rank, len(scored), runtime.world_size))
     if "generator" in common:
         common["generator"] = torch.Generator().manual_seed(config.seed)
@@ -124,7 +124,7 @@ def build_loaders(
     return train, test
 
 
-def _scored_split(config: TrainConfig, data: DatasetSplits):
+def scored_split(config: TrainConfig, data: DatasetSplits):
     """The split that the epochs are scored on: ``test``, or ``val`` for tuning."""
     if config.evaluate_on == "test":
         return data.test

@@ -1,6 +1,7 @@
 """The method, importing torch and nothing else: the DNC head, its bank of sub-centroids
 and their update, Sinkhorn, k-means++, the class memory, momentum schedules, the defaults,
-the hooks that feed targets to heads inside a model, ``convert`` and the warm start.
+the hooks that feed targets to heads inside a model, ``convert``, the warm start and the
+learnt projection of a frozen backbone's features.
 
 The sub-centroid update reads top to bottom in three files: :mod:`deepnc.nn.head`
 (``DNCHead.forward`` -> ``_update_from_batch``), :mod:`deepnc.nn.bank`
@@ -12,6 +13,7 @@ from deepnc.nn.convert import convert, find_classifier
 from deepnc.nn.head import DNCHead
 from deepnc.nn.hooks import dnc_heads, seed_heads, training_targets
 from deepnc.nn.memory import ClassMemory
+from deepnc.nn.projection import learn_projection
 from deepnc.nn.sinkhorn import sinkhorn
 from deepnc.nn.warm_start import WarmStartReport, warm_start
 
@@ -24,6 +26,7 @@ __all__ = [
     "convert",
     "dnc_heads",
     "find_classifier",
+    "learn_projection",
     "seed_heads",
     "sinkhorn",
     "training_targets",

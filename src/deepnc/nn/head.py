@@ -19,6 +19,7 @@ from deepnc.nn.grouping import class_slots
 from deepnc.nn.input_checks import (
     VALIDATE_MODES,
     InputChecks,
+    flatten_targets,
     nonfinite_rows,
     report_nonfinite,
     usable_rows,
@@ -61,8 +62,13 @@ class DNCHead(nn.Module):
         max_pixels_per_class: cap on the correct pixels of one class clustered per
             step (a seeded random subset), bounding memory; ``None`` for no cap.
         ignore_index: target value that marks pixels or samples to leave out.
-        layer_norm: apply a learnable LayerNorm over D before L2 normalisation (the
-            method's embedding normalisation; its parameters belong to the embedding).
+        projection: P: a learnt linear map D -> P (no bias, orthogonal start) before the
+            LayerNorm, so the sub-centroids live in P dimensions: the metric a frozen
+            backbone lacks (:func:`~deepnc.nn.projection.learn_projection` trains it on
+            cached features; in a trained network, one more layer). ``None``: none.
+        layer_norm: apply a learnable LayerNorm over D (P with a projection) before L2
+            normalisation (the method's embedding normalisation; its parameters belong to
+            the embedding).
         nonfinite: what to do with NaN/Inf features during an update: ``"skip"`` them
             with a warning, or ``"raise"`` a ValueError. They never reach the bank.
         validate: when the values of update inputs are checked (types and shapes
@@ -99,6 +105,7 @@ class DNCHead(nn.Module):
         dead_after: int = defaults.DEAD_AFTER,
         max_pixels_per_class: int | None = None,
         ignore_index: int = -100,
+        projection: int | None = None,
         layer_norm: bool = True,
         nonfinite: str = "skip",
         validate: str = "first",
@@ -106,10 +113,13 @@ class DNCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features = check_positive_int("in_features", in_features)
-        if layer_norm and in_features < 2:
+        if projection is not None:
+            check_positive_int("projection", projection)
+        self.embedding_dim = projection or in_features
+        if layer_norm and self.embedding_dim < 2:
             raise ValueError(
-                "in_features must be >= 2 with layer_norm=True (a LayerNorm over one channel "
-                f"outputs a constant), got {in_features}"
+                "the embedding must have >= 2 channels with layer_norm=True (a LayerNorm over "
+                f"one channel outputs a constant), got {self.embedding_dim}"
             )
         self.tau_option = check_tau(tau)
         self.memory_size = check_positive_int("memory_size", memory_size, minimum=0)
@@ -136,7 +146,11 @@ class DNCHead(nn.Module):
             dead_after=dead_after,
             seed=seed,
         )
-        self.norm = nn.LayerNorm(in_features) if layer_norm else nn.Identity()
+        self.projection = nn.Identity()
+        if projection is not None:
+            self.projection = nn.Linear(in_features, projection, bias=False)
+            nn.init.orthogonal_(self.projection.weight)
+        self.norm = nn.LayerNorm(self.embedding_dim) if layer_norm else nn.Identity()
         self._pending_targets: torch.Tensor | None = None  # set by deepnc.training_targets
         self.bank: SubCentroidBank
         self.memory: ClassMemory | None
@@ -144,10 +158,10 @@ class DNCHead(nn.Module):
 
     def _build(self, num_classes: int, num_subcentroids: int) -> None:
         self.bank = SubCentroidBank(
-            num_classes, num_subcentroids, self.in_features, **self._bank_options
+            num_classes, num_subcentroids, self.embedding_dim, **self._bank_options
         )
         size = self.memory_size
-        self.memory = ClassMemory(num_classes, self.in_features, size) if size else None
+        self.memory = ClassMemory(num_classes, self.embedding_dim, size) if size else None
 
     @property
     def validate(self) -> str:
@@ -169,11 +183,12 @@ class DNCHead(nn.Module):
 
     @property
     def subcentroids(self) -> torch.Tensor:
-        """``(C, K, D)`` fp32 unit sub-centroids (a buffer; zeros for unseeded classes)."""
+        """``(C, K, E)`` fp32 unit sub-centroids, E = ``embedding_dim`` (a buffer; zeros for
+        unseeded classes)."""
         return self.bank.subcentroids
 
     def reset(self, num_classes: int, num_subcentroids: int | None = None) -> None:
-        """Start over with ``num_classes`` unseeded classes (keeps the LayerNorm), like
+        """Start over with ``num_classes`` unseeded classes (keeps the embedding), like
         timm's ``reset_classifier``."""
         device = self.bank.subcentroids.device
         self._build(num_classes, num_subcentroids or self.num_subcentroids)
@@ -274,31 +289,26 @@ class DNCHead(nn.Module):
         self.input_checks.report(self.num_classes, self.ignore_index, self.nonfinite)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """Normalised embedding: LayerNorm then L2, fp32, ``(N, D)`` or ``(B, H, W, D)``."""
+        """Normalised embedding: projection, LayerNorm, then L2, fp32: ``(N, E)`` or
+        ``(B, H, W, E)`` from ``(N, D)`` or ``(B, D, H, W)`` (E: ``embedding_dim``)."""
         device_type = features.device.type
         with torch.autocast(device_type, enabled=False):
             x = features.float()
             if x.dim() == 4:
                 x = x.permute(0, 2, 3, 1)
-            return F.normalize(self.norm(x), dim=-1)
+            return F.normalize(self.norm(self.projection(x)), dim=-1)
 
     def _similarities(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(embedded (..., D), cosines (..., C, K))`` in fp32."""
+        """``(embedded (..., E), cosines (..., C, K))`` in fp32."""
         embedded = self.embed(features)
         # Backward needs the sub-centroids as they were here: the update replaces the
         # buffer by a new tensor rather than writing into this one.
         subcentroids = self.bank.subcentroids
         with torch.autocast(features.device.type, enabled=False):
-            cosines = embedded @ subcentroids.view(-1, self.in_features).T
+            cosines = embedded @ subcentroids.view(-1, self.embedding_dim).T
         return embedded, cosines.unflatten(-1, (self.num_classes, self.num_subcentroids))
 
-    def flatten_targets(self, targets: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """``(M,)`` int64 targets, one per row of the flattened features: dense targets of
-        another size are first resized to the ``(B, D, H, W)`` feature map (nearest)."""
-        if features.dim() == 4 and targets.shape[-2:] != features.shape[-2:]:
-            resized = F.interpolate(targets.unsqueeze(1).float(), size=features.shape[-2:])
-            targets = resized.squeeze(1).round().long()
-        return targets.reshape(-1).long()
+    flatten_targets = staticmethod(flatten_targets)
 
     def _apply_update(self, *args, **kwargs) -> None:
         """The update (:meth:`_update_from_batch`), eagerly while some class is unseeded.
@@ -329,7 +339,7 @@ class DNCHead(nn.Module):
         clusters either the batch (dense heads, no memory) or each class's memory.
 
         Args:
-            embedded: ``(N, D)`` or ``(B, H, W, D)`` normalised features.
+            embedded: ``(N, E)`` or ``(B, H, W, E)`` normalised features.
             similarities: ``(..., C, K)`` their cosines to every sub-centroid.
             class_scores: ``(..., C)`` the best cosine of each class.
             labels: ``(M,)`` int64 flat targets, M = N or B*H*W.
@@ -338,7 +348,7 @@ class DNCHead(nn.Module):
         """
         dense = embedded.dim() == 4
         num_classes, ignore_index = self.num_classes, self.ignore_index
-        embedded = embedded.reshape(-1, self.in_features)
+        embedded = embedded.reshape(-1, self.embedding_dim)
         similarities = similarities.reshape(-1, num_classes, self.num_subcentroids)
         class_scores = class_scores.reshape(-1, num_classes)
         if labels.numel() == 0:
@@ -383,11 +393,11 @@ class DNCHead(nn.Module):
     def _usable_embedding(
         self, features: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Checked inputs as ``(embedded (M, D), labels (M,), usable (M,) bool)``."""
+        """Checked inputs as ``(embedded (M, E), labels (M,), usable (M,) bool)``."""
         check_features(features, self.in_features)
         check_targets(targets, features)
         labels = self.flatten_targets(targets, features)
-        embedded = self.embed(features).reshape(-1, self.in_features)
+        embedded = self.embed(features).reshape(-1, self.embedding_dim)
         finite = torch.isfinite(embedded).all(dim=1)
         keep = usable_rows(embedded, labels, finite, self.num_classes, self.ignore_index)
         return embedded, labels, keep
@@ -396,5 +406,5 @@ class DNCHead(nn.Module):
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, "
             f"num_subcentroids={self.num_subcentroids}, tau={self.tau_option!r}, "
-            f"memory_size={self.memory_size}"
+            f"memory_size={self.memory_size}, embedding_dim={self.embedding_dim}"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepnc.nn import defaults
@@ -16,6 +17,7 @@ from deepnc.utils.validate import check_choice, check_target_values, out_of_rang
 __all__ = [
     "VALIDATE_MODES",
     "InputChecks",
+    "flatten_targets",
     "nonfinite_rows",
     "report_nonfinite",
     "usable_rows",
@@ -131,3 +133,12 @@ class InputChecks(nn.Module):
                 f"were left out of the sub-centroid updates{since}"
             )
         report_nonfinite(skipped, nonfinite, f"the sub-centroid updates{since}", stacklevel=4)
+
+
+def flatten_targets(targets: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """``(M,)`` int64 targets, one per row of the flattened features: dense targets of
+    another size are first resized to the ``(B, D, H, W)`` feature map (nearest)."""
+    if features.dim() == 4 and targets.shape[-2:] != features.shape[-2:]:
+        resized = F.interpolate(targets.unsqueeze(1).float(), size=features.shape[-2:])
+        targets = resized.squeeze(1).round().long()
+    return targets.reshape(-1).long()
