@@ -1,5 +1,5 @@
 """Similarity maps: their mean is the cosine to the sub-centroid, exactly, for every kind of
-head normalisation and backbone whose pooling can be found; the rest are refused."""
+head normalisation (and a learnt projection) and backbone whose pooling can be found; the rest are refused."""
 
 import pytest
 import timm
@@ -28,11 +28,10 @@ def _fitted(model, in_chans=1, side=28):
     return model.eval(), head
 
 
-@pytest.mark.parametrize("layer_norm", [True, False])
-def test_the_mean_of_the_map_is_the_cosine_and_the_logit(layer_norm):
-    model = create_model(
-        "resnet20", num_classes=3, in_chans=1, head_options={"layer_norm": layer_norm}
-    )
+@pytest.mark.parametrize("layer_norm, projection", [(True, None), (False, None), (True, 16)])
+def test_the_mean_of_the_map_is_the_cosine_and_the_logit(layer_norm, projection):
+    options = {"layer_norm": layer_norm, "projection": projection}
+    model = create_model("resnet20", num_classes=3, in_chans=1, head_options=options)
     model, head = _fitted(model)
     images = torch.randn(5, 1, 28, 28)
     with torch.no_grad():

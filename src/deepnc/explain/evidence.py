@@ -160,7 +160,9 @@ def _add_maps(model, head, images, explanations, exemplar_images) -> None:
     chosen = torch.stack(
         [torch.stack([head.subcentroids[e.label, e.subcentroid] for e in row]) for row in evidence]
     )  # (N, T, D)
-    found = contributions(head.norm, pooled_feature_maps(model, images), chosen).maps
+    found = contributions(
+        head.norm, pooled_feature_maps(model, images), chosen, head.projection
+    ).maps
     for row, classes in enumerate(evidence):
         for column, item in enumerate(classes):
             item.map = found[row, column].cpu()
@@ -171,6 +173,8 @@ def _add_maps(model, head, images, explanations, exemplar_images) -> None:
         return
     pictures = torch.stack([exemplar_images(item.exemplar) for item in wanted]).to(images.device)
     targets = torch.stack([head.subcentroids[item.label, item.subcentroid] for item in wanted])
-    found = contributions(head.norm, pooled_feature_maps(model, pictures), targets).maps
+    found = contributions(
+        head.norm, pooled_feature_maps(model, pictures), targets, head.projection
+    ).maps
     for item, exemplar_map in zip(wanted, found, strict=True):
         item.exemplar_map = exemplar_map.cpu()

@@ -125,19 +125,27 @@ def pooled_feature_maps(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def contributions(
-    norm: nn.Module, maps: torch.Tensor, subcentroids: torch.Tensor
+    norm: nn.Module,
+    maps: torch.Tensor,
+    subcentroids: torch.Tensor,
+    projection: nn.Module | None = None,
 ) -> SimilarityMaps:
     """The decomposition of the module docstring for T sub-centroids per image.
 
     Args:
         norm: the head's normalisation (``DNCHead.norm``: a LayerNorm or the identity).
         maps: ``(N, D, h, w)`` pooled feature maps (:func:`pooled_feature_maps`).
-        subcentroids: ``(N, T, D)`` unit sub-centroids (or ``(N, D)``, T = 1).
+        subcentroids: ``(N, T, E)`` unit sub-centroids (or ``(N, E)``, T = 1).
+        projection: the head's linear projection D -> E (``DNCHead.projection``), applied
+            at every position first: it has no bias, so it commutes with the mean and the
+            decomposition stays exact. ``None``: E = D, no projection.
 
     Returns:
         maps ``(N, T, h, w)`` (or ``(N, h, w)``) and cosines ``(N, T)`` (or ``(N,)``).
     """
     single = subcentroids.dim() == 2
+    if projection is not None:
+        maps = projection(maps.float().permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     p = (subcentroids[:, None] if single else subcentroids).float().to(maps.device)
     mean = maps.mean(dim=(2, 3))  # x̄, (N, D)
     if isinstance(norm, nn.LayerNorm):
@@ -174,7 +182,8 @@ def contribution_maps(
         ValueError: no global average pooling, or layers between it and the head.
     """
     head = single_dnc_head(model, "similarity maps need")
-    return contributions(head.norm, pooled_feature_maps(model, images), subcentroids)
+    maps = pooled_feature_maps(model, images)
+    return contributions(head.norm, maps, subcentroids, head.projection)
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
