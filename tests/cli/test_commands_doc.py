@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "commands.md"
 BLOCKS = re.findall(r"```bash\n(.*?)```", PAGE.read_text(), flags=re.S)
-COMMANDS = "configs train eval compare fit predict snap explain add-classes remove-classes export"
+COMMANDS = "configs train eval compare fit predict calibrate snap explain"
+COMMANDS += " add-classes remove-classes export"
 
 
 def test_the_page_uses_every_command():

@@ -1,5 +1,6 @@
 """Similarity maps: their mean is the cosine to the sub-centroid, exactly, for every kind of
-head normalisation (and a learnt projection) and backbone whose pooling can be found; the rest are refused."""
+head normalisation (and a learnt projection) and backbone whose pooling can be found; the
+rest are refused."""
 
 import pytest
 import timm

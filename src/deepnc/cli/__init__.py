@@ -1,5 +1,5 @@
 """The ``deepnc`` command: ``train``, ``fit``, ``eval``, ``compare``, ``snap``, ``explain``,
-``predict``, ``add-classes``, ``remove-classes``, ``export``, ``configs``.
+``predict``, ``calibrate``, ``add-classes``, ``remove-classes``, ``export``, ``configs``.
 
 Run ``deepnc <command> --help`` for each command's options. Parsing imports nothing heavy
 (``deepnc --help`` answers at once); each command imports what it computes with. Under
@@ -15,6 +15,7 @@ import sys
 
 from deepnc._version import __version__
 from deepnc.cli import (
+    calibrate_command,
     classes_command,
     compare_command,
     configs_command,
@@ -38,6 +39,7 @@ _COMMANDS = {
     "snap": snap_command,
     "explain": explain_command,
     "predict": predict_command,
+    "calibrate": calibrate_command,
     "add-classes": classes_command,
     "remove-classes": classes_command,
     "export": export_command,
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         module.add_parser(commands)
     arguments, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    for noisy in ("matplotlib", "onnxscript", "onnx_ir", "torch.onnx"):  # INFO not for users
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _COMMANDS[arguments.command].run(arguments, rest) or 0
     except ModuleNotFoundError as error:  # an extra this command needs (onnx for export...)

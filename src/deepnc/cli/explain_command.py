@@ -22,6 +22,9 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--dataset", help="training set to draw exemplars from (default: as trained)"
     )
+    parser.add_argument(
+        "--data-root", help="where that training set is now (default: where it was trained)"
+    )
     parser.add_argument("--out", default="report", help="report folder (default: report/)")
     parser.add_argument("--top-classes", type=int, default=3)
     parser.add_argument("--neighbours", type=int, default=5)
@@ -50,6 +53,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         images=arguments.images,
         test_samples=arguments.test_samples,
         dataset=arguments.dataset,
+        data_root=arguments.data_root,
         top_classes=arguments.top_classes,
         neighbours=arguments.neighbours,
         pixel=tuple(arguments.pixel) if arguments.pixel else None,

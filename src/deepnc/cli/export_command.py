@@ -21,36 +21,80 @@ def add_parser(commands) -> None:
     parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
     parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
-    parser.add_argument("--check", type=int, default=64, help="test images to check it on")
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=64,
+        help="test images of the checkpoint's dataset to check the file on (0: no check, "
+        "no data needed)",
+    )
+    parser.add_argument(
+        "--check-images",
+        nargs="+",
+        metavar="FILE_OR_FOLDER",
+        help="check on these image files instead of the test split (no dataset needed)",
+    )
+    parser.add_argument("--data-root", help="where the dataset is now (default: as trained)")
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     import torch
 
     from deepnc.engine.checkpoint import resolve_checkpoint
-    from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
+    from deepnc.engine.restore import load_trained_model
     from deepnc.export import checkpoint_metadata, export_model, verify_export
 
     if rest:
         raise ValueError(f"export takes no config overrides, got {rest}")
-    if arguments.check < 1:
-        raise ValueError(f"--check must be at least 1, got {arguments.check}")
+    if arguments.check < 0:
+        raise ValueError(f"--check must be 0 (no check) or more images, got {arguments.check}")
     path = resolve_checkpoint(arguments.checkpoint)
     model, checkpoint = load_trained_model(path, "cpu")
-    data = load_checkpoint_dataset(checkpoint)
-    count = min(arguments.check, len(data.test))
-    images = torch.stack([data.test[i][0] for i in range(count)])
+    images, source = _check_images(arguments, checkpoint)
+    facts = checkpoint.dataset
+    side = facts.get("image_size") or 64
+    example = images[:2] if images is not None else torch.zeros(2, facts["in_channels"], side, side)
     suffix = ".onnx" if arguments.format == "onnx" else ".pt"
     out = Path(arguments.out) if arguments.out else path.parent / f"model{suffix}"
-    export_model(model, images[:2], out, arguments.format, metadata=checkpoint_metadata(checkpoint))
+    print(f"exporting {path} to {arguments.format}...", flush=True)
+    export_model(model, example, out, arguments.format, metadata=checkpoint_metadata(checkpoint))
+    print(
+        f"wrote {out} ({arguments.format}, input images (B, {facts['in_channels']}, "
+        f"{side}, {side}) -> logits)"
+    )
+    if images is None:
+        print("not checked (--check 0)")
+        return 0
     check = verify_export(model, out, images)
     print(
-        f"wrote {out} ({arguments.format}, input images (B, {data.in_channels}, "
-        f"{data.image_size}, {data.image_size}) -> logits)"
-    )
-    print(
-        f"checked on {check['images']} test images: predictions agree "
+        f"checked on {check['images']} {source}: predictions agree "
         f"{100 * check['prediction_agreement']:.2f}%, largest logit difference "
         f"{check['max_abs_logit_diff']:.2e}"
     )
     return 0
+
+
+def _check_images(arguments: argparse.Namespace, checkpoint):
+    """``(images (B, C, S, S) or None, what they are)`` to check the exported file on."""
+    import torch
+
+    from deepnc.data.image_files import find_images, read_image
+    from deepnc.engine.restore import load_checkpoint_dataset
+
+    if arguments.check_images:
+        if checkpoint.dataset.get("full_resolution"):
+            raise ValueError("--check-images needs a model of one input size; use --check N")
+        images = []
+        for file in find_images(arguments.check_images):
+            try:
+                images.append(read_image(file, checkpoint.dataset))
+            except ValueError as error:
+                print(f"skipped {error}")
+        if not images:
+            raise ValueError(f"no readable image in {' '.join(arguments.check_images)}")
+        return torch.stack(images), "given images"
+    if arguments.check == 0:
+        return None, ""
+    data = load_checkpoint_dataset(checkpoint, data_root=arguments.data_root)
+    count = min(arguments.check, len(data.test))
+    return torch.stack([data.test[i][0] for i in range(count)]), "test images"

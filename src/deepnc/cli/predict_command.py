@@ -37,8 +37,14 @@ def add_parser(commands) -> None:
         "--reject-at",
         type=float,
         metavar="FRACTION",
-        help="accept this fraction of known images (e.g. 0.95, calibrated on the checkpoint's "
-        "test split) and mark the rest rejected",
+        help="accept this fraction of known images (e.g. 0.95) and mark the rest rejected; "
+        "the known images are those stored by deepnc calibrate, else the checkpoint's test "
+        "split, scored now",
+    )
+    parser.add_argument(
+        "--data-root",
+        help="where the checkpoint's dataset is now, for --reject-at without a stored "
+        "calibration (default: where it was trained)",
     )
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     parser.add_argument("--out", help="write here instead of stdout")
@@ -68,17 +74,24 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
             "--reject-at is the share of known images to accept, in (0, 1], "
             f"got {arguments.reject_at}"
         )
+    if arguments.data_root is not None and arguments.reject_at is None:
+        raise ValueError("--data-root serves --reject-at only: predict reads no other data")
     predictor = Predictor(
         arguments.checkpoint,
         top_k=arguments.top_k,
         reject_at=arguments.reject_at,
+        data_root=arguments.data_root,
         masks_dir=arguments.masks or "masks",
         device=select_device(arguments.device),
         batch_size=arguments.batch_size,
         num_workers=arguments.workers,
     )
     if predictor.threshold is not None:
-        print(f"rejecting scores below {predictor.threshold:.4f}", file=sys.stderr)
+        print(
+            f"rejecting scores below {predictor.threshold:.4f} (calibrated on "
+            f"{predictor.calibrated_on})",
+            file=sys.stderr,
+        )
     files = find_images(arguments.images)  # listed once: for the bar and the predictions
     total = len(files)
     opened = open(arguments.out, "w", newline="") if arguments.out else nullcontext(sys.stdout)

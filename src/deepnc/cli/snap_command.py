@@ -29,6 +29,7 @@ def add_parser(commands) -> None:
         help="re-estimate the sub-centroids from the final training embeddings (balanced "
         "k-means) before snapping: a smaller drop after a short run",
     )
+    parser.add_argument("--data-root", help="where the dataset is now (default: as trained)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--device", default="auto")
 
@@ -47,6 +48,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
         device=select_device(arguments.device),
         batch_size=arguments.batch_size,
         progress=True,
+        data_root=arguments.data_root,
     )
     drop = 100 * (report.top1_before - report.top1_after)
     print(f"test top-1 before snapping {100 * report.top1_before:.2f}%")

@@ -125,6 +125,8 @@ def _editable(checkpoint, out, device):
 
 
 def _edited(saved: Checkpoint, model, class_names: list[str]) -> Checkpoint:
-    """A checkpoint for use with the edited model and its classes."""
+    """A checkpoint for use with the edited model and its classes (a stored calibration is
+    dropped: the scores of known images change with the classes)."""
     dataset = {**saved.dataset, "num_classes": len(class_names), "class_names": class_names}
-    return saved.for_use(model=dict(model.state_dict()), dataset=dataset)
+    extra = {key: value for key, value in saved.extra.items() if key != "calibration"}
+    return saved.for_use(model=dict(model.state_dict()), dataset=dataset, extra=extra)

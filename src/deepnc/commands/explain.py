@@ -97,6 +97,7 @@ def explain_checkpoint(
     images: list[str | Path] = (),
     test_samples: int = 0,
     dataset: str | None = None,
+    data_root: str | None = None,
     top_classes: int = 3,
     neighbours: int = 5,
     pixel: tuple[int, int] | None = None,
@@ -126,11 +127,11 @@ def explain_checkpoint(
 
     model, checkpoint = load_trained_model(path, device)
     if checkpoint.task == "segmentation":
-        data = load_checkpoint_dataset(checkpoint, dataset=dataset)
+        data = load_checkpoint_dataset(checkpoint, dataset=dataset, data_root=data_root)
         inputs, skipped = load_images(list(images), data)
         return _explain_dense(model, data, inputs, skipped, test_samples, out_dir, device, pixel)
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(checkpoint, dataset=dataset)
+    data = load_checkpoint_dataset(checkpoint, dataset=dataset, data_root=data_root)
     inputs, skipped = load_images(list(images), data)
     truths: list[int | None] = [None] * len(inputs)
     for index in range(min(test_samples, len(data.test))):

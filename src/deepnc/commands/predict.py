@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
+from deepnc.commands.calibrate import known_scores, model_scores, stored_scores
 from deepnc.data.image_files import ImageBatch, find_images, image_batches
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.models.outputs import main_and_aux
 from deepnc.nn.hooks import captured_inputs, dnc_heads
-from deepnc.openset import calibrate_threshold, confidence_scores
+from deepnc.openset import calibrate_threshold
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -59,9 +59,13 @@ class Predictor:
     Args:
         checkpoint: a checkpoint file or run folder.
         top_k: how many classes each prediction lists.
-        reject_at: keep this fraction of known images (the checkpoint's test split
-            scores set the threshold, ``deepnc.openset.calibrate_threshold``) and mark
-            the images below it as rejected; ``None``: no rejection.
+        reject_at: keep this fraction of known images and mark the images below the
+            threshold as rejected (``deepnc.openset.calibrate_threshold``); the known
+            images' scores are those stored by ``deepnc calibrate``, else those of the
+            checkpoint's test split, computed now (``calibrated_on`` says which);
+            ``None``: no rejection.
+        data_root: where the checkpoint's dataset is now, for a calibration computed now
+            (default: where it was trained).
         masks_dir: where a segmentation checkpoint's masks go (required for those).
         device: where the model runs.
         batch_size: images per forward pass.
@@ -75,6 +79,7 @@ class Predictor:
         *,
         top_k: int = 3,
         reject_at: float | None = None,
+        data_root: str | None = None,
         masks_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
@@ -97,11 +102,21 @@ class Predictor:
         if self.segmentation and masks_dir is None:
             raise ValueError("a segmentation checkpoint writes masks: give masks_dir")
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
-        self.threshold = None
+        self.threshold, self.calibrated_on = None, None
         if reject_at is not None:
             if self.segmentation:
                 raise ValueError("rejection is for classification checkpoints")
-            self.threshold = calibrate_threshold(self._known_scores(), tpr=reject_at)
+            if not 0 < reject_at <= 1:
+                raise ValueError(f"--reject-at must lie in (0, 1] (a share), got {reject_at}")
+            known = stored_scores(self.checkpoint)
+            if known is not None:
+                record = self.checkpoint.extra["calibration"]
+                self.calibrated_on = f"{record['images']} {record['split']} images, stored"
+            else:
+                data = load_checkpoint_dataset(self.checkpoint, data_root=data_root)
+                known = known_scores(self.model, data.test, device=self.device, batch_size=256)
+                self.calibrated_on = f"{len(known)} test images, computed now"
+            self.threshold = calibrate_threshold(known, tpr=reject_at)
 
     def predict(self, paths: Iterable[str | Path]) -> Iterator[Prediction | str]:
         """A :class:`Prediction` per readable image, in order, and for each unreadable one
@@ -142,9 +157,7 @@ class Predictor:
         ]
 
     def _scores(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.head is not None:
-            return confidence_scores(logits, "similarity", tau=self.head.tau)
-        return confidence_scores(logits, "max_softmax")
+        return model_scores(self.model, logits)
 
     def _snapped(self) -> bool:
         return self.head is not None and self.checkpoint.snapped
@@ -181,17 +194,6 @@ class Predictor:
             top=_named(names, order, share[order]),
             mask=str(target),
         )
-
-    @torch.no_grad()
-    def _known_scores(self) -> torch.Tensor:
-        """Scores of the checkpoint's test split: known images, for the threshold."""
-        data = load_checkpoint_dataset(self.checkpoint)
-        loader = DataLoader(data.test, self.batch_size, shuffle=False)
-        scores = []
-        for images, _ in loader:
-            logits, _ = main_and_aux(self.model(images.to(self.device)))
-            scores.append(self._scores(logits.float().cpu()))
-        return torch.cat(scores)
 
 
 def _named(

@@ -62,6 +62,7 @@ def snap_checkpoint(
     device: str | torch.device = "cpu",
     batch_size: int = 512,
     progress: bool = False,
+    data_root: str | None = None,
 ) -> tuple[SnapReport, Path]:
     """Snap a DNC checkpoint's sub-centroids to training images and save the snapped model.
 
@@ -73,6 +74,7 @@ def snap_checkpoint(
             training set by balanced k-means (:meth:`SubCentroidBank.fit`), so that they
             sit among the real features they are snapped to: after a short run the
             momentum average still carries features of the network as it was earlier.
+        data_root: where the checkpoint's dataset is now (default: where it was trained).
 
     Returns:
         ``(report, path of the snapped checkpoint)``. The snapped checkpoint holds the
@@ -92,7 +94,7 @@ def snap_checkpoint(
             "shows the training regions nearest the sub-centroid that labels a pixel"
         )
     head = find_dnc_head(model)
-    data = load_checkpoint_dataset(checkpoint)
+    data = load_checkpoint_dataset(checkpoint, data_root=data_root)
     top1_before = _test_top1(model, data, device, batch_size)
     embed_start = time.perf_counter()
     train = training_embeddings(
@@ -136,7 +138,10 @@ def snap_checkpoint(
     snapped = checkpoint.for_use(
         model=dict(model.state_dict()),
         exemplars=exemplars,
-        extra={**checkpoint.extra, "snap_top1": top1},
+        extra={
+            **{key: value for key, value in checkpoint.extra.items() if key != "calibration"},
+            "snap_top1": top1,
+        },
     )
     snapped.save(target)
     return report, target

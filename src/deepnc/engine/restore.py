@@ -45,6 +45,13 @@ def load_checkpoint_dataset(
     """
     config = checkpoint.config
     same = dataset is None or dataset == config["dataset"]
+    saved_root = config["data_root"]
+    if data_root is None and same and saved_root is not None and not Path(saved_root).exists():
+        raise FileNotFoundError(
+            f"this needs the data the checkpoint was trained on ({config['dataset']}), saved "
+            f"at {saved_root!r}, which does not exist here (from {Path.cwd()}): give "
+            "--data-root WHERE_IT_IS_NOW"
+        )
     data = load_dataset(
         dataset or config["dataset"],
         root=data_root if data_root is not None else config["data_root"],
