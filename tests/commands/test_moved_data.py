@@ -82,3 +82,29 @@ def test_an_edited_checkpoint_drops_its_calibration_and_is_calibrated_again(move
     assert Checkpoint.load(twice).class_names[-2:] == ["eleven", "twelve"]
     assert main(["export", added, "--out", str(moved / "added.onnx"), "--check", "0"]) == 0
     assert "not checked (--check 0)" in capsys.readouterr().out
+
+
+def test_a_snapped_sub_centroid_names_its_training_file(moved, capsys):
+    snapped = str(moved / "named.safetensors")
+    elsewhere = str(moved / "elsewhere")
+    assert main(["snap", str(moved / "run"), "--out", snapped, "--data-root", elsewhere]) == 0
+    exemplars = Checkpoint.load(snapped).exemplars
+    for row, files in zip(exemplars["indices"], exemplars["files"], strict=True):
+        for index, file in zip(row, files, strict=True):
+            assert (file is None) == (index < 0)
+            assert file is None or (moved / "elsewhere" / file).is_file()  # relative to root
+    capsys.readouterr()
+    assert main(["predict", snapped, str(moved / "query"), "--format", "jsonl"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    label = row["label"]
+    assert row["exemplar_file"] in exemplars["files"][label]
+    assert (
+        exemplars["indices"][label][exemplars["files"][label].index(row["exemplar_file"])]
+        == (row["exemplar"])
+    )
+    out = moved / "named_report"
+    arguments = ["explain", snapped, "--images", str(moved / "query"), "--out", str(out)]
+    assert main([*arguments, "--data-root", elsewhere]) == 0
+    record = json.loads((out / "explanations.json").read_text())[0]
+    assert record["exemplar_files"][0] in exemplars["files"][record["classes"][0]["label"]]
+    assert record["exemplar_files"][0] in (out / "index.html").read_text()

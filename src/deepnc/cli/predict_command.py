@@ -14,7 +14,17 @@ if TYPE_CHECKING:
     from deepnc.commands.predict import Prediction
 
 DEFAULT_WORKERS = 0  # on a CPU the model takes every core; 2-4 help beside a GPU
-FIELDS = ("path", "class_name", "label", "score", "accepted", "exemplar", "mask", "top")
+FIELDS = (
+    "path",
+    "class_name",
+    "label",
+    "score",
+    "accepted",
+    "exemplar",
+    "exemplar_file",
+    "mask",
+    "top",
+)
 
 
 def add_parser(commands) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from deepnc.data import DatasetSplits
+from deepnc.data.base import item_name
 from deepnc.data.image_files import find_images, read_image
 from deepnc.engine.checkpoint import Checkpoint, resolve_checkpoint
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
@@ -165,6 +166,12 @@ def explain_checkpoint(
             cache[index] = to_pixels(data.train[index][0], data.mean, data.std)
         return cache[index]
 
+    root = data_root or checkpoint.config["data_root"]
+
+    def training_name(index: int) -> str:
+        file = item_name(data.train, index, root)
+        return f"training image {index}" + (f": {file}" if file is not None else "")
+
     items = []
     for number, ((name, image), explanation, truth) in enumerate(
         zip(inputs, explanations, truths, strict=True)
@@ -195,9 +202,18 @@ def explain_checkpoint(
         gallery_png=out / "gallery.png",
         skipped=skipped,
         facts=facts,
+        training_name=training_name,
     )
     records = [
-        {"name": name, "true": truth, **explanation.to_dict()}
+        {
+            "name": name,
+            "true": truth,
+            **explanation.to_dict(),
+            "exemplar_files": [
+                item_name(data.train, e.exemplar, root) if e.exemplar >= 0 else None
+                for e in explanation.classes
+            ],
+        }
         for (name, _), explanation, truth in zip(inputs, explanations, truths, strict=True)
     ]
     (out / "explanations.json").write_text(json.dumps(records, indent=2))

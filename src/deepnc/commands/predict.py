@@ -40,6 +40,8 @@ class Prediction:
         accepted: whether the score clears the rejection threshold (``None`` without one).
         exemplar: the index, in the training split, of the image that the deciding
             sub-centroid was snapped to (``None`` unless the checkpoint is snapped).
+        exemplar_file: that image's file, relative to the training data's root (``None``
+            for a training set that is not read from files).
         mask: where a segmentation model's mask was written (a class-index PNG).
     """
 
@@ -50,6 +52,7 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     accepted: bool | None = None
     exemplar: int | None = None
+    exemplar_file: str | None = None
     mask: str | None = None
 
 
@@ -142,6 +145,7 @@ class Predictor:
         shown = logits * self.head.tau if self.head is not None else logits.softmax(dim=1)
         top = shown.topk(self.top_k, dim=1)
         exemplars = self._exemplars(inputs[-1], logits) if self._snapped() else None
+        files_of = self.checkpoint.exemplars.get("files") if self._snapped() else None
         names = self.checkpoint.class_names
         return [
             Prediction(
@@ -151,7 +155,10 @@ class Predictor:
                 score=float(scores[i]),
                 top=_named(names, top.indices[i], top.values[i]),
                 accepted=None if self.threshold is None else bool(scores[i] >= self.threshold),
-                exemplar=None if exemplars is None else int(exemplars[i]),
+                exemplar=None if exemplars is None else int(exemplars[i, 2]),
+                exemplar_file=None
+                if files_of is None
+                else files_of[int(exemplars[i, 0])][int(exemplars[i, 1])],
             )
             for i, file in enumerate(files)
         ]
@@ -163,13 +170,14 @@ class Predictor:
         return self.head is not None and self.checkpoint.snapped
 
     def _exemplars(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` training index of the snapped sub-centroid nearest each input."""
-        embedded = self.head.embed(features).cpu()  # (N, D)
+        """``(N, 3)``: for each input, the predicted class, its snapped sub-centroid nearest
+        the input, and that sub-centroid's training index."""
+        embedded = self.head.embed(features).cpu()  # (N, E)
         classes = logits.argmax(dim=1)
-        subcentroids = self.head.subcentroids.detach().cpu()[classes]  # (N, K, D)
+        subcentroids = self.head.subcentroids.detach().cpu()[classes]  # (N, K, E)
         nearest = torch.einsum("nd,nkd->nk", embedded, subcentroids).argmax(dim=1)
         indices = torch.tensor(self.checkpoint.exemplars["indices"])
-        return indices[classes, nearest]
+        return torch.stack([classes, nearest, indices[classes, nearest]], dim=1)
 
     def _mask(self, file: Path, logits: torch.Tensor, size: tuple[int, int]) -> Prediction:
         """Write the class-index mask of ``logits`` ``(C, S, S)`` at the file's own

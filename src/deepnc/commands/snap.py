@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deepnc.data import DatasetSplits
+from deepnc.data.base import item_file, item_name
 from deepnc.engine.checkpoint import resolve_checkpoint
 from deepnc.engine.loop import evaluate
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
@@ -51,6 +52,14 @@ class SnapReport:
 def _test_top1(model, data: DatasetSplits, device, batch_size: int) -> float:
     loader = DataLoader(data.test, batch_size=batch_size)
     return evaluate(model, loader, num_classes=data.num_classes, device=device).top1
+
+
+def exemplar_files(train, indices: torch.Tensor, root: str | None) -> list[list[str | None]] | None:
+    """``(C, K)`` the file of each exemplar, relative to ``root`` (``None`` for an unsnapped
+    sub-centroid), or ``None`` when the training set is not read from files."""
+    if len(train) == 0 or item_file(train, 0) is None:
+        return None
+    return [[item_name(train, int(i), root) if i >= 0 else None for i in row] for row in indices]
 
 
 def snap_checkpoint(
@@ -134,6 +143,9 @@ def snap_checkpoint(
         "refit": refit,
         **result.to_json(),
     }
+    files = exemplar_files(data.train, result.indices, data_root or checkpoint.config["data_root"])
+    if files is not None:
+        exemplars["files"] = files
     top1 = {"before": report.top1_before, "refit": report.top1_refit, "after": report.top1_after}
     snapped = checkpoint.for_use(
         model=dict(model.state_dict()),

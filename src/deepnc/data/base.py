@@ -8,6 +8,7 @@ milliseconds of a PIL pipeline; that matters on a 2-core machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,8 @@ __all__ = [
     "ImageTensorDataset",
     "dataset_labels",
     "hold_out",
+    "item_file",
+    "item_name",
     "take_subset",
     "validate_split",
 ]
@@ -164,6 +167,30 @@ def dataset_labels(dataset: Dataset) -> torch.Tensor:
         if hasattr(dataset, attribute):
             return torch.as_tensor(getattr(dataset, attribute), dtype=torch.long)
     return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
+
+
+def item_file(dataset: Dataset, index: int) -> Path | None:
+    """The file that item ``index`` of ``dataset`` is read from, or ``None`` (an in-memory
+    set). Follows ``Subset`` and ``ClassSubset`` (their ``dataset`` and ``indices``) down
+    to a dataset with torchvision's ``samples`` (``(path, label)`` pairs) or ``files``."""
+    while hasattr(dataset, "indices") and hasattr(dataset, "dataset"):
+        index, dataset = int(dataset.indices[index]), dataset.dataset
+    if hasattr(dataset, "samples"):
+        return Path(dataset.samples[index][0])
+    if hasattr(dataset, "files"):
+        return Path(dataset.files[index])
+    return None
+
+
+def item_name(dataset: Dataset, index: int, root: str | Path | None) -> str | None:
+    """:func:`item_file` as a string, relative to ``root`` where the file lies under it
+    (what a person who has the data opens), or ``None``."""
+    file = item_file(dataset, index)
+    if file is None:
+        return None
+    if root is not None and file.resolve().is_relative_to(Path(root).resolve()):
+        return file.resolve().relative_to(Path(root).resolve()).as_posix()
+    return str(file)
 
 
 def take_subset(dataset: Dataset, size: int, seed: int) -> Dataset:

@@ -76,6 +76,7 @@ def write_report(
     gallery_png: str | Path | None = None,
     skipped: Sequence[str] = (),
     facts: dict[str, str] | None = None,
+    training_name: Callable[[int], str] | None = None,
 ) -> Path:
     """Write ``out_dir/index.html``; return its path.
 
@@ -87,7 +88,11 @@ def write_report(
         gallery_png: a PNG (from :func:`~deepnc.explain.render.plot_gallery`) to embed.
         skipped: messages about inputs that could not be read (shown, not fatal).
         facts: key-value lines shown under the title (checkpoint, dataset, accuracy...).
+        training_name: training index -> its caption (default ``"training image I"``;
+            its file, where the training set has files).
     """
+    if training_name is None:
+        training_name = "training image {}".format
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     escape = html.escape
@@ -135,7 +140,7 @@ def write_report(
                 shown = overlay(item.pixels, evidence.map, low, high)
                 blocks.append(_figure(png_data_uri(shown), f"where it matches<br>{text}"))
             if evidence.exemplar >= 0:
-                text += f"<br>training image {evidence.exemplar}"
+                text += f"<br>{escape(training_name(evidence.exemplar))}"
                 exemplar = training_image(evidence.exemplar)
                 if evidence.exemplar_map is not None:
                     exemplar = overlay(exemplar, evidence.exemplar_map, low, high)
@@ -150,7 +155,7 @@ def write_report(
             for neighbour in explanation.neighbours:
                 text = (
                     f"{escape(class_names[neighbour.label])}<br>cos {neighbour.similarity:.3f}"
-                    f"<br>training image {neighbour.index}"
+                    f"<br>{escape(training_name(neighbour.index))}"
                 )
                 blocks.append(_figure(png_data_uri(training_image(neighbour.index), 64), text))
         parts.append(f'<div class="item">{"".join(blocks)}</div>')
