@@ -27,6 +27,7 @@ from deepnc.cli import (
     snap_command,
     train_command,
 )
+from deepnc.utils.errors import UnreadableImageError, one_line
 from deepnc.utils.extras import missing_extra
 
 __all__ = ["main"]
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         message = missing_extra(error, f"deepnc {arguments.command}")
         print(f"deepnc {arguments.command}: error: {message}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"deepnc {arguments.command}: error: {error}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, UnreadableImageError) as error:
+        print(f"deepnc {arguments.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # train says what it saved; the other commands save nothing
         print(f"\ndeepnc {arguments.command}: interrupted", file=sys.stderr)

@@ -139,6 +139,7 @@ def fit_run(
         "embed_seconds": embed_seconds,
         "fit_seconds": fit_seconds,
         "parameters": count_parameters(model),
+        "unreadable_images": data.unreadable,
         "train_size": len(data.train),
         "test_size": len(data.test),
         "config": config.to_dict(),

@@ -48,6 +48,8 @@ class DatasetSplits:
         full_resolution: evaluation items keep each image's own size (segmentation sets
             streamed from files): images rescaled to ``test_scale``, masks as stored.
         test_scale: ``(long, short)`` rescale of evaluation images, or ``None``.
+        unreadable: messages naming the image files left out because they cannot be
+            decoded (``skip_unreadable``), empty otherwise.
     """
 
     name: str
@@ -64,6 +66,7 @@ class DatasetSplits:
     val: Dataset | None = None
     full_resolution: bool = False
     test_scale: tuple[int, int] | None = None
+    unreadable: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         """JSON-ready facts stored with checkpoints (no tensors, no paths)."""

@@ -16,6 +16,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from deepnc.data.base import DatasetSplits
+from deepnc.utils.errors import UnreadableImageError
 
 __all__ = ["UnreadableImageError", "load_imagefolder"]
 
@@ -24,10 +25,6 @@ _LAYOUT = (
     "or ROOT/<class>/<image> to be split 80/20"
 )
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class UnreadableImageError(OSError):
-    """An image file that PIL cannot decode; the message names the file."""
 
 
 class _ImageLoader:

@@ -3,6 +3,8 @@ the optimiser, scheduler and gradient scaler."""
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 import torch
@@ -11,14 +13,25 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from deepnc.data import DatasetSplits, load_dataset
 from deepnc.data.samplers import ResumableSampler, SeededItems, SeededSampler
 from deepnc.data.seg_files import collate_segmentation
+from deepnc.data.verify import UnreadableImages, unreadable_items, without_items
 from deepnc.engine.config import TrainConfig
 from deepnc.engine.optim import build_optimizer, build_scheduler
 from deepnc.engine.runtime import Runtime
 from deepnc.models import create_model
 from deepnc.models.seg_models import create_segmentation_model
 from deepnc.nn.hooks import dnc_heads
+from deepnc.utils.progress import progress_bar
 
-__all__ = ["build_data", "build_loaders", "build_model", "build_optimisation", "count_parameters"]
+__all__ = [
+    "build_data",
+    "build_loaders",
+    "build_model",
+    "build_optimisation",
+    "check_image_files",
+    "count_parameters",
+]
+
+log = logging.getLogger("deepnc")
 
 
 def build_data(config: TrainConfig) -> DatasetSplits:
@@ -44,7 +57,32 @@ def build_data(config: TrainConfig) -> DatasetSplits:
             f"{config.dataset} is a {data.task} dataset but the task is {config.task}: "
             f"pass --task {data.task}"
         )
+    if config.verify_images:
+        check_image_files(data, skip=config.skip_unreadable, progress=config.progress)
     return data
+
+
+def check_image_files(data: DatasetSplits, *, skip: bool, progress: bool) -> None:
+    """Decode every image file of every split once (splits without files pass at once).
+
+    Raises:
+        UnreadableImages: some file cannot be decoded and ``skip`` is false.
+    """
+    for split in ("train", "val", "test"):
+        dataset = getattr(data, split)
+        if dataset is None:
+            continue
+        bar = partial(progress_bar, description=f"checking {split} images", enabled=progress)
+        bad = unreadable_items(dataset, bar)
+        if not bad:
+            continue
+        messages = [message for _, message in bad]
+        if not skip:
+            raise UnreadableImages(split, messages)
+        setattr(data, split, without_items(dataset, [index for index, _ in bad]))
+        data.unreadable += messages
+        for message in messages:
+            log.warning("left out: %s", message)
 
 
 def build_model(config: TrainConfig, data: dict[str, Any]) -> torch.nn.Module:

@@ -63,6 +63,7 @@ INCIDENTAL_KEYS = frozenset(
         "checkpoint_every_steps",
         "checkpoint_every_minutes",
         "keep_checkpoints",
+        "verify_images",
     }
 )
 SPLITS = ("test", "val")  # what evaluate_on may name
@@ -102,6 +103,8 @@ class TrainConfig:
     validation_size: int | None = None
     evaluate_on: str = "test"
     augment: bool = True
+    verify_images: bool = True  # decode every image file once before training
+    skip_unreadable: bool = False  # leave undecodable files out (named) instead of refusing
     # The network
     model: str = "resnet20"
     head: str = "dnc"

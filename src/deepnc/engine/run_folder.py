@@ -141,5 +141,6 @@ def run_summary(
         "world_size": world_size,
         "device": str(device),
         "warnings": [last[WARNING]] if last.get(WARNING) else [],
+        "unreadable_images": data.unreadable,
         "config": config.to_dict(),
     }
