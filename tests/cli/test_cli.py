@@ -1,5 +1,6 @@
 """The ``deepnc`` command end to end on tiny real data, including a killed and resumed run."""
 
+import argparse
 import json
 import os
 import signal
@@ -181,11 +182,29 @@ def test_mistakes_on_the_command_line_get_one_clear_line(capsys, tmp_path):
         (["train", "--num_subcentroids", "0"], "--head_options.num_subcentroids VALUE"),
         (["train", "--epochs"], "was --epochs given without a value"),
         (["fit", "--resume"], "fit takes no --resume"),
-        (["predict", str(tmp_path), str(tmp_path), "--reject-at", "1.5"], "--reject-at is"),
+        (["predict", str(tmp_path), str(tmp_path), "--reject-at", "1.5"], "a share in (0, 1]"),
+        (["predict", str(tmp_path), str(tmp_path), "--topk", "2"], "Did you mean '--top-k'?"),
+        (["eval", str(tmp_path), "--batch_size", "0"], "argument --batch-size: must be an int"),
+        (["export", str(tmp_path), "--check", "-1"], "argument --check: must be an int >= 0"),
+        (["snap", str(tmp_path), "extra"], "unexpected argument 'extra'"),
     ]
     for argv, message in cases:
-        assert main(argv) == 2, argv
+        try:
+            status = main(argv)
+        except SystemExit as stop:  # argparse's own errors: usage, then the one line
+            status = stop.code
+        assert status == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_either_spelling_of_a_flag_is_the_same_flag():
+    from deepnc.cli import _one_spelling
+
+    parsers = {"eval": argparse.ArgumentParser()}
+    parsers["eval"].add_argument("--data-root")
+    argv = ["eval", "run", "--data_root", "d", "--data_root=e", "--other_key", "1"]
+    spelled = _one_spelling(argv, parsers)
+    assert spelled == ["eval", "run", "--data-root", "d", "--data-root=e", "--other_key", "1"]
 
 
 def test_an_interrupted_train_says_what_was_saved(tmp_path, monkeypatch, capsys):

@@ -29,8 +29,12 @@ from deepnc.cli import (
 )
 from deepnc.utils.errors import UnreadableImageError, one_line
 from deepnc.utils.extras import missing_extra
+from deepnc.utils.suggest import did_you_mean
 
-__all__ = ["main"]
+__all__ = ["CONFIG_COMMANDS", "main"]
+
+# Commands whose other flags are config keys (--epochs 5, --head_options.tau 0.2)
+CONFIG_COMMANDS = ("train", "fit", "compare")
 
 _COMMANDS = {
     "train": train_command,
@@ -57,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in dict.fromkeys(_COMMANDS.values()):  # a module may add several commands
         module.add_parser(commands)
+    argv = _one_spelling(list(sys.argv[1:] if argv is None else argv), commands.choices)
     arguments, rest = parser.parse_known_args(argv)
+    if rest and arguments.command not in CONFIG_COMMANDS:
+        return _unknown(arguments.command, rest, commands.choices[arguments.command])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for noisy in ("matplotlib", "onnxscript", "onnx_ir", "torch.onnx"):  # INFO not for users
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -73,3 +80,40 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # train says what it saved; the other commands save nothing
         print(f"\ndeepnc {arguments.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def _one_spelling(argv: list[str], parsers: dict[str, argparse.ArgumentParser]) -> list[str]:
+    """``argv`` with each flag of the command in the spelling its parser knows: flags are
+    written with hyphens (``--data-root``), config keys with underscores, and either
+    spelling is accepted for both."""
+    command = next((word for word in argv if word in parsers), None)
+    if command is None:
+        return argv
+    known = set(_options(parsers[command]))
+    start = argv.index(command) + 1
+    spelled = argv[:start]
+    for word in argv[start:]:
+        flag, equals, value = word.partition("=")
+        if word.startswith("--") and flag not in known:
+            for other in (flag.replace("_", "-"), "--" + flag[2:].replace("-", "_")):
+                if other in known:
+                    word = other + equals + value
+                    break
+        spelled.append(word)
+    return spelled
+
+
+def _unknown(command: str, rest: list[str], parser: argparse.ArgumentParser) -> int:
+    """Report arguments ``command`` does not take, with the nearest flag it does take."""
+    flags = [word.partition("=")[0] for word in rest if word.startswith("-")]
+    if flags:
+        hint = did_you_mean(flags[0], _options(parser), cutoff=0.5)
+        message = f"unknown option {flags[0]}.{hint} (see deepnc {command} --help)"
+    else:
+        message = f"unexpected argument {rest[0]!r} (see deepnc {command} --help)"
+    print(f"deepnc {command}: error: {message}", file=sys.stderr)
+    return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepnc.cli.types import at_least
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -22,7 +24,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--data-root", help="where the dataset is now (default: as trained)")
     parser.add_argument("--out", help="checkpoint to write (default: replace the one read)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=at_least(1), default=256)
     parser.add_argument("--device", default="auto")
 
 
@@ -33,10 +35,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.runtime import select_device
     from deepnc.openset import calibrate_threshold
 
-    if rest:
-        raise ValueError(f"calibrate takes no config overrides, got {rest}")
-    if arguments.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {arguments.batch_size}")
     record, path = calibrate_checkpoint(
         arguments.checkpoint,
         split=arguments.split,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deepnc.cli.types import at_least
+
 
 def add_parser(commands) -> None:
     add = commands.add_parser(
@@ -22,7 +24,7 @@ def add_parser(commands) -> None:
     add.add_argument("--out", required=True, help="the new checkpoint (.safetensors)")
     add.add_argument(
         "--subcentroids",
-        type=int,
+        type=at_least(0),
         default=1,
         help="distinct sub-centroids per new class (default 1, best for a few examples; "
         "0: the head's K)",
@@ -42,8 +44,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.commands.class_edits import add_classes_from_folders, remove_named_classes
     from deepnc.engine.runtime import select_device
 
-    if rest:
-        raise ValueError(f"{arguments.command} takes no config overrides, got {rest}")
     if arguments.command == "remove-classes":
         edited = remove_named_classes(arguments.checkpoint, arguments.names, arguments.out)
     else:

@@ -20,8 +20,6 @@ def add_parser(commands) -> None:
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.recipes import find_config, list_configs
 
-    if rest:
-        raise ValueError(f"configs takes no config overrides, got {rest}")
     if arguments.name:
         print(find_config(arguments.name).read_text(), end="")
         return 0

@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from deepnc.cli.types import at_least
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -22,7 +24,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--dataset", help="evaluate on another dataset of the same shape")
     parser.add_argument("--data-root", help="where the dataset lives (default: as trained)")
     parser.add_argument("--out", help="folder for eval.json and the PNG (default: RUN/eval)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=at_least(1), default=512)
     parser.add_argument("--device", default="auto")
 
 
@@ -30,8 +32,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.commands.evaluate import evaluate_checkpoint
     from deepnc.engine.runtime import select_device
 
-    if rest:
-        raise ValueError(f"eval takes no config overrides, got {rest}")
     report = evaluate_checkpoint(
         arguments.checkpoint,
         split=arguments.split,

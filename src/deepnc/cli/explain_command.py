@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepnc.cli.types import at_least
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -18,7 +20,9 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("checkpoint", help="a checkpoint (snapped or not) or its run folder")
     parser.add_argument("--images", nargs="*", default=[], help="image files or folders")
-    parser.add_argument("--test-samples", type=int, default=0, help="also explain N test images")
+    parser.add_argument(
+        "--test-samples", type=at_least(0), default=0, help="also explain N test images"
+    )
     parser.add_argument(
         "--dataset", help="training set to draw exemplars from (default: as trained)"
     )
@@ -26,12 +30,12 @@ def add_parser(commands) -> None:
         "--data-root", help="where that training set is now (default: where it was trained)"
     )
     parser.add_argument("--out", default="report", help="report folder (default: report/)")
-    parser.add_argument("--top-classes", type=int, default=3)
-    parser.add_argument("--neighbours", type=int, default=5)
+    parser.add_argument("--top-classes", type=at_least(1), default=3)
+    parser.add_argument("--neighbours", type=at_least(0), default=5)
     parser.add_argument(
         "--pixel",
         nargs=2,
-        type=int,
+        type=at_least(0),
         metavar=("ROW", "COLUMN"),
         help="segmentation: for this pixel of each input, the training images nearest the "
         "sub-centroid that labelled it (pixel_<i>.png)",
@@ -43,8 +47,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.commands.explain import explain_checkpoint
     from deepnc.engine.runtime import select_device
 
-    if rest:
-        raise ValueError(f"explain takes no config overrides, got {rest}")
     if not arguments.images and arguments.test_samples <= 0:
         raise ValueError("give --images FILE_OR_FOLDER ... and/or --test-samples N")
     summary = explain_checkpoint(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepnc.cli.types import at_least
+
 FORMATS = ("torchscript", "onnx")  # deepnc.export.EXPORT_FORMATS, without importing torch
 
 
@@ -23,7 +25,7 @@ def add_parser(commands) -> None:
     parser.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
     parser.add_argument(
         "--check",
-        type=int,
+        type=at_least(0),
         default=64,
         help="test images of the checkpoint's dataset to check the file on (0: no check, "
         "no data needed)",
@@ -44,10 +46,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.restore import load_trained_model
     from deepnc.export import checkpoint_metadata, export_model, verify_export
 
-    if rest:
-        raise ValueError(f"export takes no config overrides, got {rest}")
-    if arguments.check < 0:
-        raise ValueError(f"--check must be 0 (no check) or more images, got {arguments.check}")
     path = resolve_checkpoint(arguments.checkpoint)
     model, checkpoint = load_trained_model(path, "cpu")
     images, source = _check_images(arguments, checkpoint)

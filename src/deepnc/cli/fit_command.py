@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from deepnc.cli.types import at_least, positive_float
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -21,7 +23,9 @@ def add_parser(commands) -> None:
     parser.add_argument(
         "--config", help="YAML file of config keys, or a shipped recipe's name (deepnc configs)"
     )
-    parser.add_argument("--iterations", type=int, default=10, help="balanced k-means rounds")
+    parser.add_argument(
+        "--iterations", type=at_least(0), default=10, help="balanced k-means rounds"
+    )
     metric = parser.add_argument_group(
         "learnt metric",
         "a linear projection D -> P (with the head's LayerNorm) trained on the cached "
@@ -30,15 +34,15 @@ def add_parser(commands) -> None:
     )
     metric.add_argument(
         "--projection",
-        type=int,
+        type=at_least(1),
         metavar="P",
         help="width of the learnt projection (for example 256); same as "
         "--head_options.projection P; default: none",
     )
     metric.add_argument(
-        "--projection-epochs", "--projection_epochs", type=int, default=20, metavar="N"
+        "--projection-epochs", "--projection_epochs", type=at_least(0), default=20, metavar="N"
     )
-    metric.add_argument("--projection-lr", "--projection_lr", type=float, default=1e-3)
+    metric.add_argument("--projection-lr", "--projection_lr", type=positive_float, default=1e-3)
 
 
 def run(arguments: argparse.Namespace, rest: list[str]) -> int:

@@ -10,6 +10,8 @@ from contextlib import nullcontext
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from deepnc.cli.types import at_least, share
+
 if TYPE_CHECKING:
     from deepnc.commands.predict import Prediction
 
@@ -42,10 +44,10 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
     parser.add_argument("images", nargs="+", help="image files and folders (searched)")
-    parser.add_argument("--top-k", type=int, default=3, help="classes listed per image")
+    parser.add_argument("--top-k", type=at_least(1), default=3, help="classes listed per image")
     parser.add_argument(
         "--reject-at",
-        type=float,
+        type=share,
         metavar="FRACTION",
         help="accept this fraction of known images (e.g. 0.95) and mark the rest rejected; "
         "the known images are those stored by deepnc calibrate, else the checkpoint's test "
@@ -59,10 +61,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     parser.add_argument("--out", help="write here instead of stdout")
     parser.add_argument("--masks", help="folder of the masks (segmentation; default masks/)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=at_least(1), default=256)
     parser.add_argument(
         "--workers",
-        type=int,
+        type=at_least(0),
         default=DEFAULT_WORKERS,
         help="processes decoding image files while the model runs (default 0: in this "
         "process; on a CPU the model needs every core, beside a GPU 2-4 help)",
@@ -77,13 +79,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.data.image_files import find_images
     from deepnc.engine.runtime import select_device
 
-    if rest:
-        raise ValueError(f"predict takes no config overrides, got {rest}")
-    if arguments.reject_at is not None and not 0 < arguments.reject_at <= 1:
-        raise ValueError(
-            "--reject-at is the share of known images to accept, in (0, 1], "
-            f"got {arguments.reject_at}"
-        )
     if arguments.data_root is not None and arguments.reject_at is None:
         raise ValueError("--data-root serves --reject-at only: predict reads no other data")
     predictor = Predictor(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from deepnc.cli.types import at_least
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
@@ -30,7 +32,7 @@ def add_parser(commands) -> None:
         "k-means) before snapping: a smaller drop after a short run",
     )
     parser.add_argument("--data-root", help="where the dataset is now (default: as trained)")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=at_least(1), default=512)
     parser.add_argument("--device", default="auto")
 
 
@@ -38,8 +40,6 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.commands.snap import snap_checkpoint
     from deepnc.engine.runtime import select_device
 
-    if rest:
-        raise ValueError(f"snap takes no config overrides, got {rest}")
     report, path = snap_checkpoint(
         arguments.checkpoint,
         arguments.out,
