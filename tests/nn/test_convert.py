@@ -94,3 +94,13 @@ def test_convert_errors_are_clear():
         deepnc.convert(model)
     with pytest.raises(ValueError, match="num_subcentroids"):
         deepnc.convert(torchvision.models.resnet18(num_classes=3), num_subcentroids=0)
+
+
+def test_a_head_that_replaced_a_conv_before_pooling_says_where_it_belongs():
+    model = deepnc.convert(torchvision.models.squeezenet1_1(num_classes=4))
+    model.train()
+    with (
+        pytest.raises(ValueError, match=r"before a global pooling \(as in SqueezeNet\)"),
+        deepnc.training_targets(model, torch.tensor([0, 1])),
+    ):
+        model(torch.randn(2, 3, 64, 64))

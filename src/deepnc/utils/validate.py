@@ -91,6 +91,14 @@ def check_targets(targets: object, features: torch.Tensor) -> None:
     else:
         expected = f"({features.shape[0]}, H, W)"
         ok = targets.dim() == 3 and targets.shape[0] == features.shape[0]
+    if not ok and features.dim() == 4 and targets.shape == features.shape[:1]:
+        raise ValueError(
+            f"the DNC head sees feature maps {tuple(features.shape)} but one class per image "
+            f"{tuple(targets.shape)}: it replaced a 1x1 convolution that classifies every "
+            "position before a global pooling (as in SqueezeNet). Put the head after the "
+            "pooling instead: replace that part of the classifier by nn.Sequential("
+            "nn.AdaptiveAvgPool2d(1), nn.Flatten(), DNCHead(D, C))"
+        )
     if not ok:
         raise ValueError(
             f"targets must have shape {expected} to match features of shape "
