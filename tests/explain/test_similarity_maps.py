@@ -103,3 +103,11 @@ def test_explain_batch_returns_the_maps_of_input_and_exemplar():
             # the exemplar's map sums to the exemplar's own cosine to the sub-centroid
             assert abs(float(evidence.exemplar_map.mean()) - evidence.exemplar_similarity) < 1e-5
         assert "map" not in str(explanation.to_dict())
+
+
+def test_a_one_pixel_feature_map_is_reported_as_no_map():
+    from deepnc.commands.explain import _has_maps
+
+    model = create_model("resnet20", num_classes=3, in_chans=1).eval()
+    assert _has_maps(model, torch.randn(1, 1, 28, 28)) is None  # 7x7
+    assert "1x1 at this input size, too coarse" in _has_maps(model, torch.randn(1, 1, 4, 4))

@@ -68,9 +68,15 @@ def _has_maps(model, images: torch.Tensor) -> str | None:
     from deepnc.explain.similarity_maps import pooled_feature_maps
 
     try:
-        pooled_feature_maps(model, images)
+        maps = pooled_feature_maps(model, images)
     except ValueError as error:
         return str(error)
+    side = tuple(maps.shape[-2:])
+    if side[0] * side[1] < 4:
+        return (
+            f"the last feature map is {side[0]}x{side[1]} at this input size, too coarse to "
+            "show where: give the model larger images (image_size)"
+        )
     return None
 
 
