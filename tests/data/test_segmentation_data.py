@@ -124,6 +124,14 @@ def test_segfolder_crops_for_training_and_keeps_full_resolution_for_evaluation(t
     assert data.describe()["full_resolution"] is True
 
 
+def test_segfolder_crops_small_tiles_at_their_own_size_unless_told(tmp_path):
+    root = _segfolder(tmp_path, size=12)
+    data = load_dataset("segfolder", root=str(root), num_classes=3)
+    assert data.image_size == 12 and data.train[0][0].shape == (3, 12, 12)
+    told = load_dataset("segfolder", root=str(root), num_classes=3, crop_size=[6, 8])
+    assert told.train[0][0].shape == (3, 6, 8)
+
+
 def test_segfolder_bad_input(tmp_path):
     root = _segfolder(tmp_path / "values")
     data = load_dataset("segfolder", root=str(root), num_classes=2)

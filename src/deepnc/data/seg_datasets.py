@@ -49,6 +49,8 @@ PIPELINE_OPTIONS = (
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STATS_IMAGES = 64  # training images sampled for a segfolder's channel statistics
+SIZE_PROBE = 64  # training images whose smallest side sets a segfolder's default crop
+MAX_CROP = 512  # the default crop side of a segfolder of large images
 
 
 def load_segfolder(
@@ -69,8 +71,9 @@ def load_segfolder(
 
     Args:
         root: the folder; required.
-        image_size: side of the square training crops (default 512) unless
-            ``crop_size`` is given.
+        image_size: side of the square training crops unless ``crop_size`` is given;
+            default: the smallest side among the first :data:`SIZE_PROBE` training
+            images, at most 512 (so small tiles train at their own size).
         augment: the training pipeline; without it, training items are evaluation items.
         seed: seeds the split of a single ``images/`` + ``masks/`` tree.
         num_classes: C, required: mask values lie in ``[0, C)`` or are ``ignore_index``.
@@ -101,10 +104,15 @@ def load_segfolder(
         with Image.open(layout.train[0][0]) as first:
             channels = 1 if first.mode in ("L", "1", "I;16", "I") else 3
     pipeline.setdefault("scale", None)
-    side = image_size or 512
+    side = image_size or min(MAX_CROP, *(_smaller_side(p) for p, _ in layout.train[:SIZE_PROBE]))
     pipeline.setdefault("crop_size", (side, side))
     mean, std = _channel_stats(layout, channels)
     return _splits("segfolder", layout, channels, mean, std, augment, pipeline)
+
+
+def _smaller_side(path) -> int:
+    with Image.open(path) as image:  # reads the header only
+        return min(image.size)
 
 
 def load_ade20k(
