@@ -142,12 +142,13 @@ def test_configs_lists_the_shipped_recipes_and_prints_one(capsys):
 
 
 def test_help_and_version_answer_without_importing_torch():
-    """Parsing imports nothing heavy: ``deepnc --help`` and ``deepnc configs`` answer at
+    """Parsing imports nothing heavy: ``deepnc --help``, ``train --help`` and ``configs`` answer at
     once (the import set is checked, not the time)."""
     script = (
         "import sys\n"
         "from deepnc.cli import main\n"
-        "for argv in (['--help'], ['--version'], ['predict', '--help'], ['configs']):\n"
+        "for argv in (['--help'], ['--version'], ['predict', '--help'], ['train', '--help'],\n"
+        "             ['configs']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as done:\n"

@@ -19,14 +19,7 @@ from typing import Any
 
 import yaml
 
-from deepnc.engine.compile import COMPILE_MODES
-from deepnc.engine.loop import AMP_DTYPES
-from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
 from deepnc.engine.recipes import find_config
-from deepnc.engine.seg_inference import InferenceOptions
-from deepnc.models.registry import HEADS
-from deepnc.nn.head import DNCHead
-from deepnc.nn.warm_start import HEAD_INITS
 from deepnc.utils.suggest import did_you_mean
 
 __all__ = [
@@ -154,6 +147,15 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the key and what is allowed."""
+        # The engine's choices, imported here: ``deepnc train --help`` lists the keys
+        # without loading torch.
+        from deepnc.engine.compile import COMPILE_MODES
+        from deepnc.engine.loop import AMP_DTYPES
+        from deepnc.engine.optim import OPTIMIZERS, SCHEDULES
+        from deepnc.engine.seg_inference import InferenceOptions
+        from deepnc.models.registry import HEADS
+        from deepnc.nn.warm_start import HEAD_INITS
+
         _choice("task", self.task, TASKS)
         _choice("head", self.head, HEADS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -218,7 +220,7 @@ class TrainConfig:
                     raise ValueError(f"{key} apply to head: dnc only; remove it for head: linear")
         allowed = [
             p
-            for p in inspect.signature(DNCHead).parameters
+            for p in inspect.signature(_head_class()).parameters
             if p not in ("in_features", "num_classes")
         ]
         for key in self.head_options:
@@ -332,7 +334,7 @@ def load_config(
     unknown = [key for key in values if key not in _FIELDS]
     if unknown:
         key = unknown[0]
-        if key in inspect.signature(DNCHead).parameters:
+        if key in inspect.signature(_head_class()).parameters:
             raise ValueError(
                 f"{key!r} is an option of the DNC head, not a config key: "
                 f"--head_options.{key} VALUE (head_options: {{{key}: VALUE}} in YAML)"
@@ -348,3 +350,11 @@ def load_config(
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved configuration as YAML (what the run really used)."""
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _head_class():
+    """:class:`~deepnc.DNCHead`, whose keywords are the valid ``head_options`` (imported
+    on use: it loads torch)."""
+    from deepnc.nn.head import DNCHead
+
+    return DNCHead
