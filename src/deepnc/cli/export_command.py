@@ -8,6 +8,7 @@ from pathlib import Path
 from deepnc.cli.types import at_least
 
 FORMATS = ("torchscript", "onnx")  # deepnc.export.EXPORT_FORMATS, without importing torch
+FOLDER_FORMAT = "pretrained"  # a folder in the Hugging Face layout (deepnc.engine.pretrained)
 
 
 def add_parser(commands) -> None:
@@ -21,7 +22,14 @@ def add_parser(commands) -> None:
         ),
     )
     parser.add_argument("checkpoint", help="checkpoint.safetensors or the run folder holding it")
-    parser.add_argument("--format", choices=FORMATS, default="onnx")
+    parser.add_argument(
+        "--format",
+        choices=(*FORMATS, FOLDER_FORMAT),
+        default="onnx",
+        help="onnx or torchscript: a file for inference; pretrained: a folder in the Hugging "
+        "Face layout (config.json, model.safetensors, README.md) that every deepnc command "
+        "and from_pretrained read",
+    )
     parser.add_argument("--out", help="file to write (default: RUN/model.onnx or RUN/model.pt)")
     parser.add_argument(
         "--check",
@@ -46,6 +54,13 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.restore import load_trained_model
     from deepnc.export import checkpoint_metadata, export_model, verify_export
 
+    if arguments.format == FOLDER_FORMAT:
+        from deepnc.engine.pretrained import save_pretrained
+
+        if not arguments.out:
+            raise ValueError("--format pretrained writes a folder: give --out FOLDER")
+        print(f"wrote {save_pretrained(arguments.checkpoint, arguments.out)}")
+        return 0
     path = resolve_checkpoint(arguments.checkpoint)
     model, checkpoint = load_trained_model(path, "cpu")
     images, source = _check_images(arguments, checkpoint)

@@ -189,13 +189,20 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | Path) -> Checkpoint:
-        """Read a checkpoint file or run folder, on CPU; checkpoints of deepnc 0.1 load too.
+        """Read a checkpoint file or run folder, on CPU; checkpoints of deepnc 0.1 load too,
+        and so do folders written by :func:`~deepnc.engine.pretrained.save_pretrained`.
 
         Raises:
             FileNotFoundError: no checkpoint there.
             ValueError: the file is not a deepnc checkpoint.
         """
+        from deepnc.engine import pretrained  # it builds on this module
+
         path = resolve_checkpoint(path)
+        folder = path.parent  # RUN/checkpoint.safetensors of a folder that has none
+        if path.name == CHECKPOINT_NAME and not path.exists():
+            if pretrained.is_pretrained_folder(folder):
+                return pretrained.load_pretrained(folder)
         tensors, state = load_checkpoint(path)
         state = dict(state)
         for key in ("format", "snapped"):
