@@ -190,7 +190,7 @@ def test_bad_input_gets_a_clear_error_and_corrupts_nothing(features, targets, er
         (dict(ignore_index=1.5), TypeError, "ignore_index"),
         (dict(momentum=2), ValueError, "momentum"),
         (dict(num_subcentroids=2.0), TypeError, "num_subcentroids"),
-        (dict(in_features=1), ValueError, "in_features must be >= 2 with layer_norm"),
+        (dict(in_features=1), ValueError, "embedding must have >= 2 channels with layer_norm"),
     ],
 )
 def test_bad_hyper_parameters_are_named(options, error, words):

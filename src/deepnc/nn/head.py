@@ -19,6 +19,7 @@ from deepnc.nn.grouping import class_slots
 from deepnc.nn.input_checks import (
     VALIDATE_MODES,
     InputChecks,
+    check_head_arguments,
     flatten_targets,
     nonfinite_rows,
     report_nonfinite,
@@ -29,7 +30,6 @@ from deepnc.nn.temperature import check_tau, resolve_tau
 from deepnc.utils.validate import (
     check_choice,
     check_features,
-    check_positive_int,
     check_target_values,
     check_targets,
 )
@@ -112,28 +112,14 @@ class DNCHead(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.in_features = check_positive_int("in_features", in_features)
-        if projection is not None:
-            check_positive_int("projection", projection)
-        self.embedding_dim = projection or in_features
-        if layer_norm and self.embedding_dim < 2:
-            raise ValueError(
-                "the embedding must have >= 2 channels with layer_norm=True (a LayerNorm over "
-                f"one channel outputs a constant), got {self.embedding_dim}"
-            )
+        check_head_arguments(
+            in_features, num_subcentroids, projection, layer_norm, memory_size,
+            max_pixels_per_class, ignore_index,
+        )  # fmt: skip
+        self.in_features, self.embedding_dim = in_features, projection or in_features
         self.tau_option = check_tau(tau)
-        self.memory_size = check_positive_int("memory_size", memory_size, minimum=0)
-        check_positive_int("num_subcentroids", num_subcentroids)
-        if 0 < memory_size < num_subcentroids:
-            raise ValueError(
-                f"memory_size must be 0 or >= num_subcentroids = {num_subcentroids} so that "
-                f"every sub-centroid can receive a sample, got {memory_size}"
-            )
-        if max_pixels_per_class is not None:
-            check_positive_int("max_pixels_per_class", max_pixels_per_class)
+        self.memory_size = memory_size
         self.max_pixels_per_class = max_pixels_per_class
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = ignore_index
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
         self.input_checks = InputChecks(validate)

@@ -12,11 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepnc.nn import defaults
-from deepnc.utils.validate import check_choice, check_target_values, out_of_range
+from deepnc.utils.validate import (
+    check_choice,
+    check_positive_int,
+    check_target_values,
+    out_of_range,
+)
 
 __all__ = [
     "VALIDATE_MODES",
     "InputChecks",
+    "check_head_arguments",
     "flatten_targets",
     "nonfinite_rows",
     "report_nonfinite",
@@ -142,3 +148,38 @@ def flatten_targets(targets: torch.Tensor, features: torch.Tensor) -> torch.Tens
         resized = F.interpolate(targets.unsqueeze(1).float(), size=features.shape[-2:])
         targets = resized.squeeze(1).round().long()
     return targets.reshape(-1).long()
+
+
+def check_head_arguments(
+    in_features: int,
+    num_subcentroids: int,
+    projection: int | None,
+    layer_norm: bool,
+    memory_size: int,
+    max_pixels_per_class: int | None,
+    ignore_index: int,
+) -> None:
+    """Check the sizes a :class:`~deepnc.DNCHead` is built with (see its ``Args``).
+
+    Raises:
+        TypeError, ValueError: naming the argument and what it must be.
+    """
+    check_positive_int("in_features", in_features)
+    check_positive_int("num_subcentroids", num_subcentroids)
+    if projection is not None:
+        check_positive_int("projection", projection)
+    if layer_norm and (projection or in_features) < 2:
+        raise ValueError(
+            "the embedding must have >= 2 channels with layer_norm=True (a LayerNorm over "
+            f"one channel outputs a constant), got {projection or in_features}"
+        )
+    check_positive_int("memory_size", memory_size, minimum=0)
+    if 0 < memory_size < num_subcentroids:
+        raise ValueError(
+            f"memory_size must be 0 or >= num_subcentroids = {num_subcentroids} so that "
+            f"every sub-centroid can receive a sample, got {memory_size}"
+        )
+    if max_pixels_per_class is not None:
+        check_positive_int("max_pixels_per_class", max_pixels_per_class)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
