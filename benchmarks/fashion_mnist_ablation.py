@@ -8,7 +8,8 @@ SGD, cosine) with one change, under each seed:
   uniformly random (what the official code's clustering amounts to, METHOD.md section 5);
 - the momentum in {0.9, 0.99, 0.999}; a momentum warm-up;
 - the memory length per class in {0 (the batch alone), 64, 256};
-- tau in {0.05, 0.1, 0.2};
+- tau in {0.05, 0.1, 0.2, auto};
+- the official code's LayerNorm over the class scores in place of tau (``logit_norm``);
 - softmax as is, and with label smoothing 0.1 (the same tuning budget as the warm-up).
 
 For every DNC variant it also measures whether the sub-centroids of a class collapse:
@@ -61,6 +62,8 @@ VARIANTS = {
     "memory 256": _dnc("memory", memory_size=256),
     "tau 0.05": _dnc("tau", tau=0.05),
     "tau 0.2": _dnc("tau", tau=0.2),
+    "tau auto (0.32 at C = 10)": _dnc("tau", tau="auto"),
+    "logit LayerNorm over the classes (the official code)": _dnc("logits", logit_norm=True),
     "softmax": {"group": "softmax", "head": "linear", "head_options": {}},
     "softmax, label smoothing 0.1": {
         "group": "softmax",

@@ -51,6 +51,8 @@ class FrozenDNCHead(nn.Module):
         tau: the temperature.
         projection: the head's learnt projection A (``nn.Linear`` D -> E), or
             ``nn.Identity`` (the default).
+        logit_norm: the head's LayerNorm over the class scores (``logit_norm=True``), which
+            then replaces the division by tau; ``None``: none.
 
     Input ``(N, D)`` gives ``(N, C)``; ``(B, D, H, W)`` gives ``(B, C, H, W)``.
     """
@@ -61,18 +63,20 @@ class FrozenDNCHead(nn.Module):
         subcentroids: torch.Tensor,
         tau: float,
         projection: nn.Module | None = None,
+        logit_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.projection = projection if projection is not None else nn.Identity()
+        self.logit_norm = logit_norm if logit_norm is not None else nn.Identity()
         self.norm = norm
         self.num_classes, self.num_subcentroids, self.dim = subcentroids.shape
         self.register_buffer("weight", subcentroids.detach().float().reshape(-1, self.dim).clone())
-        self.tau = float(tau)
+        self.tau = 1.0 if logit_norm is not None else float(tau)
 
     @classmethod
     def from_head(cls, head: DNCHead) -> FrozenDNCHead:
-        projection = copy.deepcopy(head.projection)
-        return cls(copy.deepcopy(head.norm), head.subcentroids, head.tau, projection)
+        projection, logit_norm = copy.deepcopy(head.projection), copy.deepcopy(head.logit_norm)
+        return cls(copy.deepcopy(head.norm), head.subcentroids, head.tau, projection, logit_norm)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         dense = features.dim() == 4
@@ -82,7 +86,7 @@ class FrozenDNCHead(nn.Module):
         x = F.normalize(self.norm(self.projection(x)), dim=-1)
         cosines = torch.matmul(x, self.weight.t())
         per_class = cosines.unflatten(-1, (self.num_classes, self.num_subcentroids))
-        logits = per_class.amax(dim=-1) / self.tau
+        logits = self.logit_norm(per_class.amax(dim=-1) / self.tau)
         if dense:
             logits = logits.permute(0, 3, 1, 2)
         return logits

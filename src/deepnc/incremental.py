@@ -104,6 +104,7 @@ def add_classes(
             that exists. A class with fewer examples than k gets one sub-centroid per
             example, with a warning.
     """
+    _check_editable(head)
     if features.dim() != 2 or features.shape[1] != head.in_features:
         raise ValueError(
             f"features must be (N, {head.in_features}) head inputs, got {tuple(features.shape)}"
@@ -166,6 +167,7 @@ def remove_classes(head: DNCHead, classes: Sequence[int]) -> list[int]:
     Returns:
         The old index of each remaining class (new class i was old class ``result[i]``).
     """
+    _check_editable(head)
     drop = sorted({int(c) for c in classes})
     bad = [c for c in drop if not 0 <= c < head.num_classes]
     if bad:
@@ -179,3 +181,12 @@ def remove_classes(head: DNCHead, classes: Sequence[int]) -> list[int]:
     if head.memory is not None:
         _resize_classes(head.memory, keep, 0)
     return remaining
+
+
+def _check_editable(head: DNCHead) -> None:
+    if head.logit_norm is not None:
+        raise ValueError(
+            "this head normalises its logits with a LayerNorm over the classes (logit_norm, "
+            "an ablation): its per-class gains were trained for these classes, so classes "
+            "cannot be added or removed without training"
+        )

@@ -290,3 +290,21 @@ def test_properties_on_random_shapes(n, dim, classes, k, memory, dense, seed):
     seeded = head.bank.initialised
     assert torch.allclose(norms[seeded], torch.ones_like(norms[seeded]), atol=1e-5)
     assert (norms[~seeded] == 0).all()
+
+
+def test_logit_norm_replaces_the_temperature_by_a_layernorm_over_the_classes():
+    from deepnc.export import FrozenDNCHead
+    from deepnc.incremental import remove_classes
+
+    head = DNCHead(6, 3, num_subcentroids=2, logit_norm=True)
+    features, targets = torch.randn(12, 6), torch.arange(3).repeat(4)
+    head(features, targets)
+    head.eval()
+    logits = head(features)
+    scores = head._similarities(features)[1].amax(dim=-1)
+    torch.testing.assert_close(logits, torch.nn.functional.layer_norm(scores, (3,)))
+    assert {"logit_norm.weight", "logit_norm.bias"} <= set(head.state_dict())
+    torch.testing.assert_close(FrozenDNCHead.from_head(head)(features), logits)
+    with pytest.raises(ValueError, match="cannot be added or removed without training"):
+        remove_classes(head, [0])
+    assert DNCHead(6, 3).logit_norm is None

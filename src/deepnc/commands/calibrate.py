@@ -30,9 +30,10 @@ SPLITS = ("test", "val")
 
 def model_scores(model: torch.nn.Module, logits: torch.Tensor) -> torch.Tensor:
     """``(N,)`` confidence of ``(N, C)`` logits: the cosine to the nearest sub-centroid for a
-    model with one DNC head, the largest softmax probability otherwise."""
+    model with one DNC head (whose logits are cosines over tau), the largest softmax
+    probability otherwise."""
     heads = dnc_heads(model)
-    if len(heads) == 1:
+    if len(heads) == 1 and heads[0].logit_norm is None:
         return confidence_scores(logits, "similarity", tau=heads[0].tau)
     return confidence_scores(logits, "max_softmax")
 

@@ -142,7 +142,8 @@ class Predictor:
             return [self._mask(file, item, size) for file, item, size in items]
         logits = logits.float().cpu()
         scores = self._scores(logits)
-        shown = logits * self.head.tau if self.head is not None else logits.softmax(dim=1)
+        cosines = self.head is not None and self.head.logit_norm is None
+        shown = logits * self.head.tau if cosines else logits.softmax(dim=1)
         top = shown.topk(self.top_k, dim=1)
         exemplars = self._exemplars(inputs[-1], logits) if self._snapped() else None
         files_of = self.checkpoint.exemplars.get("files") if self._snapped() else None

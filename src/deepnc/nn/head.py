@@ -69,6 +69,10 @@ class DNCHead(nn.Module):
         layer_norm: apply a learnable LayerNorm over D (P with a projection) before L2
             normalisation (the method's embedding normalisation; its parameters belong to
             the embedding).
+        logit_norm: an ablation: the official code's LayerNorm over the C class scores
+            (a learnt gain and bias per class) in place of the division by tau. Its
+            logits are not cosines over tau: similarity scores, class edits and the
+            rejection threshold need a head without it.
         nonfinite: what to do with NaN/Inf features during an update: ``"skip"`` them
             with a warning, or ``"raise"`` a ValueError. They never reach the bank.
         validate: when the values of update inputs are checked (types and shapes
@@ -107,6 +111,7 @@ class DNCHead(nn.Module):
         ignore_index: int = -100,
         projection: int | None = None,
         layer_norm: bool = True,
+        logit_norm: bool = False,
         nonfinite: str = "skip",
         validate: str = "first",
         seed: int = 0,
@@ -137,6 +142,7 @@ class DNCHead(nn.Module):
             self.projection = nn.Linear(in_features, projection, bias=False)
             nn.init.orthogonal_(self.projection.weight)
         self.norm = nn.LayerNorm(self.embedding_dim) if layer_norm else nn.Identity()
+        self._logit_norm = logit_norm
         self._pending_targets: torch.Tensor | None = None  # set by deepnc.training_targets
         self.bank: SubCentroidBank
         self.memory: ClassMemory | None
@@ -148,6 +154,7 @@ class DNCHead(nn.Module):
         )
         size = self.memory_size
         self.memory = ClassMemory(num_classes, self.embedding_dim, size) if size else None
+        self.logit_norm = nn.LayerNorm(num_classes) if self._logit_norm else None
 
     @property
     def validate(self) -> str:
@@ -206,7 +213,8 @@ class DNCHead(nn.Module):
             checked = self.input_checks.check_now(targets, self.num_classes, self.ignore_index)
         embedded, similarities = self._similarities(features)
         class_scores = similarities.amax(dim=-1)  # (..., C)
-        logits = class_scores / self.tau
+        norm = self.logit_norm
+        logits = class_scores / self.tau if norm is None else norm(class_scores)
         if update:
             self._apply_update(
                 embedded.detach(),
