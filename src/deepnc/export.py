@@ -28,6 +28,7 @@ from torch import nn
 
 from deepnc._version import __version__
 from deepnc.nn.head import DNCHead
+from deepnc.openset import calibrate_threshold
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -187,23 +188,38 @@ def export_model(
     return path
 
 
-def checkpoint_metadata(checkpoint) -> dict[str, str]:
+def checkpoint_metadata(checkpoint, tau: float | None = None) -> dict[str, str]:
     """What a user of an exported file needs to know, from a
     :class:`~deepnc.engine.checkpoint.Checkpoint`: the class names (a JSON list, index =
-    logit), the input (channels, size, per-channel mean and std of the normalisation),
-    the task and the deepnc version. Values are strings, as ONNX stores them."""
+    logit), the input (channels, size, resize rule, per-channel mean and std of the
+    normalisation), the task and the deepnc version; given the head's ``tau``, how to turn
+    logits into the cosine score, and with a stored calibration (``deepnc calibrate``) the
+    rejection thresholds that keep 90, 95 and 99% of known images. Values are strings, as
+    ONNX stores them."""
     facts = checkpoint.dataset
-    return {
+    found = {
         "deepnc_version": __version__,
         "task": checkpoint.task,
         "class_names": json.dumps(checkpoint.class_names),
         "input": "images (B, C, H, W) float32, normalised: (pixel / 255 - mean) / std",
         "in_channels": str(facts.get("in_channels")),
         "image_size": str(facts.get("image_size")),
+        "resize": "to image_size x image_size, bilinear with antialiasing, aspect not kept",
         "mean": json.dumps(list(facts.get("mean", ()))),
         "std": json.dumps(list(facts.get("std", ()))),
         "output": "logits (B, C) (segmentation: (B, C, H, W)); argmax is the class",
     }
+    if tau is not None:
+        found["tau"] = str(tau)
+        found["score"] = "max logit x tau: the cosine to the nearest sub-centroid"
+    record = checkpoint.extra.get("calibration")
+    if tau is not None and record and record.get("class_names") == checkpoint.class_names:
+        scores = torch.tensor(record["scores"], dtype=torch.float64)
+        found["rejection_thresholds"] = json.dumps(
+            {share: calibrate_threshold(scores, float(share)) for share in ("0.9", "0.95", "0.99")}
+        )
+        found["calibrated_on"] = f"{record['images']} {record['split']} images"
+    return found
 
 
 def run_exported(path: str | Path, images: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ on given images), and those that need the data say so and take --data-root."""
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,9 +46,42 @@ def test_the_model_alone_predicts_rejects_and_exports(moved, capsys):
     assert main(["predict", run, query, "--reject-at", "0.9", "--format", "jsonl"]) == 0
     captured = capsys.readouterr()
     assert "stored" in captured.err and '"accepted": ' in captured.out
+    label = json.loads(captured.out.splitlines()[0])["class_name"]
     onnx = str(moved / "model.onnx")
     assert main(["export", run, "--out", onnx, "--check-images", query]) == 0
     assert "checked on 1 given images: predictions agree 100.00%" in capsys.readouterr().out
+    alone = subprocess.run(
+        [sys.executable, "-c", ONNX_ALONE, onnx, next((moved / "query").iterdir()).as_posix()],
+        capture_output=True,
+        text=True,
+    )
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    found = json.loads(alone.stdout)
+    assert found["label"] == label and found["deepnc_imported"] is False
+    assert set(found["thresholds"]) == {"0.9", "0.95", "0.99"}
+
+
+# Labels an image with the ONNX file alone: onnxruntime, numpy and PIL, no deepnc.
+ONNX_ALONE = """
+import json, sys
+import numpy as np, onnxruntime
+from PIL import Image
+session = onnxruntime.InferenceSession(sys.argv[1])
+facts = session.get_modelmeta().custom_metadata_map
+size, channels = int(facts["image_size"]), int(facts["in_channels"])
+image = Image.open(sys.argv[2]).convert("L" if channels == 1 else "RGB")
+image = image.resize((size, size), Image.BILINEAR) if image.size != (size, size) else image
+pixels = np.asarray(image, dtype=np.float32).reshape(size, size, channels) / 255
+pixels = (pixels - np.array(json.loads(facts["mean"]))) / np.array(json.loads(facts["std"]))
+batch = pixels.transpose(2, 0, 1)[None].astype(np.float32)
+logits = session.run(None, {"images": batch})[0]
+names = json.loads(facts["class_names"])
+print(json.dumps({
+    "label": names[int(logits.argmax())],
+    "thresholds": json.loads(facts["rejection_thresholds"]),
+    "deepnc_imported": "deepnc" in sys.modules,
+}))
+"""
 
 
 def test_what_needs_the_data_asks_for_it_and_takes_data_root(moved, capsys):

@@ -53,6 +53,7 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     from deepnc.engine.checkpoint import resolve_checkpoint
     from deepnc.engine.restore import load_trained_model
     from deepnc.export import checkpoint_metadata, export_model, verify_export
+    from deepnc.nn.hooks import dnc_heads
 
     if arguments.format == FOLDER_FORMAT:
         from deepnc.engine.pretrained import save_pretrained
@@ -70,7 +71,10 @@ def run(arguments: argparse.Namespace, rest: list[str]) -> int:
     suffix = ".onnx" if arguments.format == "onnx" else ".pt"
     out = Path(arguments.out) if arguments.out else path.parent / f"model{suffix}"
     print(f"exporting {path} to {arguments.format}...", flush=True)
-    export_model(model, example, out, arguments.format, metadata=checkpoint_metadata(checkpoint))
+    heads = dnc_heads(model)
+    tau = heads[0].tau if len(heads) == 1 and heads[0].logit_norm is None else None
+    metadata = checkpoint_metadata(checkpoint, tau)
+    export_model(model, example, out, arguments.format, metadata=metadata)
     print(
         f"wrote {out} ({arguments.format}, input images (B, {facts['in_channels']}, "
         f"{side}, {side}) -> logits)"
