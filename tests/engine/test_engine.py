@@ -103,6 +103,16 @@ def test_resume_refuses_another_recipe_or_dataset(tmp_path):
     assert train(tiny(tmp_path, epochs=2), resume=True)["epochs"] == 2  # more epochs is fine
 
 
+def test_a_run_resumed_on_other_data_says_so_and_keeps_both(tmp_path, caplog):
+    train(tiny(tmp_path, epochs=1))
+    moved = str(tmp_path / "elsewhere")
+    with caplog.at_level("WARNING", logger="deepnc"):
+        summary = train(tiny(tmp_path, epochs=2, data_root=moved), resume=True)
+    assert "resuming" in caplog.text and "on other data" in caplog.text
+    record = [{"after_epoch": 1, "data_changes": {"data_root": [None, moved]}}]
+    assert summary["resumed_on_other_data"] == record
+
+
 def test_zero_length_epochs_are_caught_before_training(tmp_path):
     with pytest.raises(ValueError, match="an epoch would have no step"):
         train(tiny(tmp_path, train_subset=50, batch_size=64))

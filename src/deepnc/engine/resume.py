@@ -7,7 +7,7 @@ from deepnc.engine.checkpoint import Checkpoint
 from deepnc.engine.config import INCIDENTAL_KEYS, TrainConfig
 from deepnc.engine.run_checkpoints import EpochProgress
 
-__all__ = ["RESUMABLE_CHANGES", "resume_from"]
+__all__ = ["RESUMABLE_CHANGES", "data_changes", "resume_from"]
 
 # Keys that may change between a run and its resumption; any other change is an error.
 RESUMABLE_CHANGES = INCIDENTAL_KEYS | {"epochs", "eval_every", "inference"}
@@ -46,3 +46,13 @@ def resume_from(
     if progress is None:
         return saved.epoch, None
     return saved.epoch, EpochProgress.from_dict(progress["ranks"][rank])
+
+
+def data_changes(saved: Checkpoint, config: TrainConfig, data) -> dict[str, list]:
+    """What differs in the data a run resumes on: ``{key: [before, now]}`` for the data
+    root and the split sizes (empty when nothing did). Such a run may go on; it should say
+    so and keep both in its record."""
+    before = {"data_root": saved.config.get("data_root"), **saved.dataset}
+    now = {"data_root": config.data_root, **data.describe()}
+    keys = ("data_root", "train_size", "test_size")
+    return {key: [before.get(key), now[key]] for key in keys if before.get(key) != now[key]}

@@ -22,6 +22,8 @@ __all__ = [
     "epoch_row",
     "log_epoch",
     "read_metrics",
+    "read_resumes",
+    "record_resume",
     "run_summary",
     "write_metrics",
 ]
@@ -29,6 +31,7 @@ __all__ = [
 log = logging.getLogger("deepnc")
 
 METRICS_NAME, CURVES_NAME, SUMMARY_NAME = "metrics.jsonl", "curves.png", "summary.json"
+RESUMES_NAME = "resumes.jsonl"  # a row per resumption on changed data
 WARNING = "warning"  # a row's key for what its evaluation found wrong (summary.json lists it)
 
 
@@ -72,6 +75,18 @@ def read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def record_resume(out: Path, row: dict) -> None:
+    """Append ``row`` (what changed when the run resumed) to ``out/resumes.jsonl``."""
+    with (Path(out) / RESUMES_NAME).open("a") as stream:
+        stream.write(json.dumps(row) + "\n")
+
+
+def read_resumes(out: Path) -> list[dict]:
+    """The rows of ``out/resumes.jsonl`` (none if the run never resumed on other data)."""
+    path = Path(out) / RESUMES_NAME
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def write_metrics(out: Path, rows: list[dict]) -> None:
     (Path(out) / METRICS_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -111,8 +126,9 @@ def run_summary(
     world_size: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """What ``summary.json`` holds: the last scores, the best, the time, the sizes, and
-    what the last evaluation found wrong (``warnings``)."""
+    """What ``summary.json`` holds: the last scores, the best, the time, the sizes, what
+    the last evaluation found wrong (``warnings``), the image files left out and the
+    resumptions on changed data (``resumes.jsonl``)."""
     last = history[-1] if history else {}
     scored = config.evaluate_on
     primary = f"{scored}_{primary_metric(data.task)}"
@@ -142,5 +158,6 @@ def run_summary(
         "device": str(device),
         "warnings": [last[WARNING]] if last.get(WARNING) else [],
         "unreadable_images": data.unreadable,
+        "resumed_on_other_data": read_resumes(config.out_dir),
         "config": config.to_dict(),
     }

@@ -44,7 +44,7 @@ from deepnc.engine.evaluation import TEST_METRICS, dominant_class, evaluate_spli
 from deepnc.engine.head_setup import follow_half_life, refresh_heads, warm_start_heads
 from deepnc.engine.loop import EpochControl, StepOptions, train_one_epoch
 from deepnc.engine.precise_bn import recompute_batchnorm
-from deepnc.engine.resume import resume_from
+from deepnc.engine.resume import data_changes, resume_from
 from deepnc.engine.run_checkpoints import (
     EpochProgress,
     Preempted,
@@ -61,6 +61,7 @@ from deepnc.engine.run_folder import (
     epoch_row,
     log_epoch,
     read_metrics,
+    record_resume,
     run_summary,
     write_metrics,
 )
@@ -243,6 +244,11 @@ def _prepare(config: TrainConfig, runtime: Runtime, resume: bool) -> _Run:
             saved, config, data, model, *optimisation, rank=runtime.rank
         )
         run.history = [row for row in read_metrics(out) if row["epoch"] <= run.start_epoch]
+        changes = data_changes(saved, config, data)
+        if changes:
+            log.warning("resuming %s on other data: %s", out, changes)
+            if runtime.rank == 0:
+                record_resume(out, {"after_epoch": run.start_epoch, "data_changes": changes})
         inside = f", {run.progress.step} steps into the next" if run.progress else ""
         log.info("resuming %s after epoch %d%s of %d", out, run.start_epoch, inside, run.epochs)
     else:
