@@ -175,7 +175,7 @@ def test_train_help_lists_every_config_key(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     shown = capsys.readouterr().out
-    assert "config keys and their defaults" in shown and "precise_bn=None" in shown
+    assert "config keys and their defaults" in shown and "precise_bn=1000" in shown
 
 
 def test_mistakes_on_the_command_line_get_one_clear_line(capsys, tmp_path):

@@ -206,7 +206,10 @@ def test_a_run_that_puts_everything_in_one_class_says_so(tmp_path, monkeypatch, 
     monkeypatch.setattr(trainer_module, "evaluate_split", collapsed)
     with caplog.at_level("WARNING", logger="deepnc"):
         summary = train(tiny(tmp_path, epochs=1, train_subset=128, test_subset=64))
+        off = train(tiny(tmp_path / "off", epochs=1, train_subset=128, precise_bn=None))
     assert len(summary["warnings"]) == 1 and "one class" in summary["warnings"][0]
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "100% of the test predictions are class '3'" in warning
-    assert "--precise_bn" in warning and "--refresh end" in warning
+    assert "--refresh end" in summary["warnings"][0]
+    assert "--precise_bn" not in summary["warnings"][0]  # on by default
+    assert "--precise_bn 1000" in off["warnings"][0]

@@ -107,7 +107,7 @@ class TrainConfig:
     warm_start_samples: int = 500
     subcentroid_half_life: float | None = None
     refresh: str = "never"  # refit the sub-centroids on eval-mode features (REFRESH_POINTS)
-    precise_bn: int | None = None  # training images for the BatchNorm statistics, or null
+    precise_bn: int | None = 1000  # training images for the BatchNorm statistics, or null
     model_options: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     aux_weight: float = 0.4

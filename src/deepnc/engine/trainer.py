@@ -356,7 +356,8 @@ def _evaluate(run: _Run) -> dict:
     collapsed = dominant_class(result.confusion)
     if collapsed is not None:
         top, share, truth = collapsed
-        advice = _COLLAPSE_ADVICE if config.head == "dnc" else _COLLAPSE_ADVICE_SOFTMAX
+        advice = "" if config.precise_bn else _PRECISE_BN_ADVICE
+        advice += _DNC_ADVICE if config.head == "dnc" else ""
         scores[WARNING] = (
             f"{100 * share:.0f}% of the {config.evaluate_on} predictions are class "
             f"{run.data.class_names[top]!r} ({100 * truth:.0f}% of the truth): the model puts "
@@ -367,12 +368,11 @@ def _evaluate(run: _Run) -> dict:
     return scores
 
 
-_COLLAPSE_ADVICE_SOFTMAX = (
+_PRECISE_BN_ADVICE = (
     " On a short run, BatchNorm's running statistics may trail the weights: try --precise_bn 1000."
 )
-_COLLAPSE_ADVICE = (
-    _COLLAPSE_ADVICE_SOFTMAX
-    + " A DNC head compares them with sub-centroids made from training-mode features: "
-    "--refresh end refits those on evaluation-mode ones; over a pretrained backbone, "
-    "--head_init warm --subcentroid_half_life 1."
+_DNC_ADVICE = (
+    " A DNC head compares evaluation-mode features with sub-centroids made from "
+    "training-mode ones: --refresh end refits those on evaluation-mode features; over a "
+    "pretrained backbone, --head_init warm --subcentroid_half_life 1."
 )
