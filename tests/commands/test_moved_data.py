@@ -110,6 +110,8 @@ def test_an_edited_checkpoint_drops_its_calibration_and_is_calibrated_again(move
     assert calibration["class_names"][-1] == "eleven" and calibration["split"] == "test"
     assert calibration["scores"] == sorted(calibration["scores"], reverse=True)
     assert main(["predict", added, query, "--reject-at", "0.9"]) == 0
+    out = str(moved / "added_report")
+    assert main(["explain", added, "--images", query, "--out", out, "--data-root", elsewhere]) == 0
     twice = str(moved / "twice.safetensors")
     assert main(["add-classes", added, str(moved / "new"), "--out", twice]) == 2  # a name clash
     assert "eleven" in capsys.readouterr().err
