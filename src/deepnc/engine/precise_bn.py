@@ -66,6 +66,8 @@ def recompute_batchnorm(
         return 0.0
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(dataset), generator=generator)[:samples].tolist()
+    if len(chosen) > 1 and len(chosen) % batch_size == 1:
+        chosen = chosen[:-1]  # no batch of one: a BatchNorm over a 1x1 map needs two items
     loader = DataLoader(Subset(dataset, chosen), batch_size=batch_size)
     update_bn(progress_bar(loader, "precise BN", progress), model, device=device)
     for layer in layers:

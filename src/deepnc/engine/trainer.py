@@ -325,7 +325,7 @@ def _agree_before_evaluation(run: _Run, epoch: int, evaluates: bool) -> None:
             run.model,
             run.data.train,
             samples=config.precise_bn,
-            batch_size=config.eval_batch_size,
+            batch_size=max(2, config.eval_batch_size),  # a batch of one has no statistics
             seed=epoch_seed(config.seed, epoch, 0),
             device=runtime.device,
             progress=config.progress and runtime.is_main,
