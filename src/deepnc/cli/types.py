@@ -24,25 +24,23 @@ def at_least(minimum: int):
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a float > 0."""
+def _number(text: str, allowed, what: str) -> float:
+    """``text`` as a float for which ``allowed(value)`` holds, else argparse's error."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not allowed(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a float > 0."""
+    return _number(text, lambda value: value > 0, "a number > 0")
 
 
 def share(text: str) -> float:
     """An argparse ``type``: a fraction in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a share in (0, 1] (e.g. 0.95: keep 95% of known images), got {value}"
-        )
-    return value
+    what = "a share in (0, 1] (e.g. 0.95: keep 95% of known images)"
+    return _number(text, lambda value: 0 < value <= 1, what)

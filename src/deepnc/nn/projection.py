@@ -90,15 +90,15 @@ def learn_projection(
     try:
         for _ in progress(range(epochs)) if progress else range(epochs):
             order = torch.randperm(len(labels), generator=generator).to(features.device)
-            total = 0.0
+            total = features.new_zeros(())  # summed on the device: one read per epoch
             for batch in order.split(batch_size):
                 loss = F.cross_entropy(head(features[batch], labels[batch]), labels[batch])
                 if optimiser is not None:
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
-                total += float(loss.detach()) * len(batch)
-            losses.append(total / len(labels))
+                total += loss.detach() * len(batch)
+            losses.append(float(total) / len(labels))
     finally:
         head.bank.momentum = own_momentum
         head.eval()
