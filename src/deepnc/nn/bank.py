@@ -112,6 +112,7 @@ class SubCentroidBank(nn.Module):
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("class_updates", torch.zeros(num_classes, dtype=torch.long))
         self._all_seeded = False  # mirrors initialised.all(), refreshed on the host only
+        self.replicated = True  # every process holds these classes (False: a shard of them)
         self.register_load_state_dict_post_hook(_refresh_seeded)
 
     # ---------------------------------------------------- seeding (host steps)
@@ -299,7 +300,6 @@ class SubCentroidBank(nn.Module):
         num_slots, num_k = classes.numel(), self.num_subcentroids
         if num_slots == 0:
             return
-
         assignments = self._assign(scores.float(), ids, num_slots + 1)
         sums, counts = cell_sums(features, ids, assignments, num_slots, num_k, rows_per_slot)
 
@@ -313,7 +313,8 @@ class SubCentroidBank(nn.Module):
         )
         self.steps_since_used[classes] = since
         self._write_rows(classes, rows)
-        distributed.share_from_first_process(self.subcentroids, self.steps_since_used)
+        if self.replicated:
+            distributed.share_from_first_process(self.subcentroids, self.steps_since_used)
 
     @torch.no_grad()
     def step_from_memory(self, memory: ClassMemory, slots: ClassSlots) -> None:
@@ -325,7 +326,7 @@ class SubCentroidBank(nn.Module):
         """
         classes = slots.classes
         filled = memory.filled()[classes] & slots.valid.unsqueeze(1)  # (S, L)
-        stored = memory.features[classes]  # (S, L, D)
+        stored = memory.features[classes].float()  # (S, L, D), fp32 whatever the storage
         with torch.autocast(stored.device.type, enabled=False):  # fp32 under autocast
             scores = torch.einsum("cld,ckd->clk", stored, self.subcentroids[classes])
         slot = torch.arange(classes.numel(), device=classes.device).unsqueeze(1)

@@ -15,10 +15,14 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_objects",
     "all_gather_rows",
+    "all_gather_rows_with_grad",
     "all_gather_together",
+    "all_reduce",
+    "all_reduce_sum_with_grad",
     "barrier",
     "broadcast_",
     "is_distributed",
+    "rank",
     "share_from_first_process",
     "world_size",
 ]
@@ -31,6 +35,10 @@ def is_distributed() -> bool:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
 
 
 def all_gather_rows(tensor: torch.Tensor, *, check_sizes: bool = False) -> torch.Tensor:
@@ -94,6 +102,55 @@ def all_gather_together(
         gathered.append(part.to(tensor.dtype))
         start += width
     return tuple(gathered)
+
+
+def all_gather_rows_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """:func:`all_gather_rows` through which gradients flow back: the gradient of each
+    process's rows is the sum of every process's gradient of them (an all-reduce of the
+    gathered gradient, of which each process keeps its own rows).
+
+    Args:
+        tensor: ``(M, ...)``, the same shape on every process.
+
+    Returns:
+        ``(world_size * M, ...)``; ``tensor`` itself without a process group.
+    """
+    return _GatherRows.apply(tensor) if is_distributed() else tensor
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rows = tensor.shape[0]
+        return all_gather_rows(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def all_reduce_sum_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum over processes of ``tensor``, differentiable: the gradient of each
+    process's input is the sum of every process's gradient of the output
+    (``torch.distributed.nn``). ``tensor`` itself without a process group."""
+    if not is_distributed():
+        return tensor
+    from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+    return differentiable_all_reduce(tensor)
+
+
+def all_reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:
+    """``tensor`` reduced over processes by ``op`` (``"sum"``, ``"max"`` or ``"min"``),
+    out of place and without gradient; ``tensor`` itself without a process group."""
+    if not is_distributed():
+        return tensor
+    reduced = tensor.detach().clone()
+    dist.all_reduce(reduced, op=getattr(dist.ReduceOp, op.upper()))
+    return reduced
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:

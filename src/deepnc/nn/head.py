@@ -26,6 +26,7 @@ from deepnc.nn.input_checks import (
     usable_rows,
 )
 from deepnc.nn.memory import ClassMemory
+from deepnc.nn.memory import memory_dtype as memory_dtype_of
 from deepnc.nn.temperature import check_tau, resolve_tau
 from deepnc.utils.validate import (
     check_choice,
@@ -56,6 +57,8 @@ class DNCHead(nn.Module):
         memory_size: features kept per class in a FIFO memory for ``(N, D)`` inputs
             (>= K), or 0 to cluster only the current batch. Feature maps never use
             the memory: a batch has pixels enough. The memory costs C x L x D floats.
+        memory_dtype: how the memory stores features: ``"float32"``, or ``"bfloat16"`` /
+            ``"float16"`` for half the bytes (the maths stays fp32).
         assignment: ``"sinkhorn"`` (the method), ``"nearest"`` or ``"random"``
             (ablations; see :class:`~deepnc.nn.bank.SubCentroidBank`).
         dead_after: updates without a sample after which a sub-centroid is re-seeded.
@@ -105,6 +108,7 @@ class DNCHead(nn.Module):
         sinkhorn_eps: float = defaults.SINKHORN_EPS,
         sinkhorn_iterations: int = defaults.SINKHORN_ITERATIONS,
         memory_size: int = defaults.MEMORY_SIZE,
+        memory_dtype: str = "float32",
         assignment: str = "sinkhorn",
         dead_after: int = defaults.DEAD_AFTER,
         max_pixels_per_class: int | None = None,
@@ -123,7 +127,8 @@ class DNCHead(nn.Module):
         )  # fmt: skip
         self.in_features, self.embedding_dim = in_features, projection or in_features
         self.tau_option = check_tau(tau)
-        self.memory_size = memory_size
+        self.memory_size, self.memory_dtype = memory_size, memory_dtype
+        memory_dtype_of(memory_dtype)  # checked now, not at the first update
         self.max_pixels_per_class = max_pixels_per_class
         self.ignore_index = ignore_index
         self.nonfinite = check_choice("nonfinite", nonfinite, ("skip", "raise"))
@@ -153,7 +158,8 @@ class DNCHead(nn.Module):
             num_classes, num_subcentroids, self.embedding_dim, **self._bank_options
         )
         size = self.memory_size
-        self.memory = ClassMemory(num_classes, self.embedding_dim, size) if size else None
+        dim, dtype = self.embedding_dim, self.memory_dtype
+        self.memory = ClassMemory(num_classes, dim, size, dtype) if size else None
         self.logit_norm = nn.LayerNorm(num_classes) if self._logit_norm else None
 
     @property

@@ -13,22 +13,41 @@ from torch import nn
 from deepnc.nn.grouping import class_counts, rank_within_class
 from deepnc.utils.validate import check_positive_int
 
-__all__ = ["ClassMemory"]
+__all__ = ["MEMORY_DTYPES", "ClassMemory", "memory_dtype"]
+
+MEMORY_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def memory_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype of a memory from its name (``"float32"``, ``"bfloat16"``,
+    ``"float16"``) or a dtype among those.
+
+    Raises:
+        ValueError: another name or dtype, naming the allowed ones.
+    """
+    for name, value in MEMORY_DTYPES.items():
+        if dtype in (name, value):
+            return value
+    raise ValueError(f"memory_dtype must be one of {sorted(MEMORY_DTYPES)}, got {dtype!r}")
 
 
 class ClassMemory(nn.Module):
     """A FIFO queue of ``length`` features for each of ``num_classes`` classes.
 
     All state is in buffers (so ``state_dict`` carries it and a resumed run continues
-    with the same memory), stored in fp32 whatever the dtype of the inputs.
+    with the same memory), stored in ``dtype`` whatever the dtype of the inputs; readers
+    compute in fp32.
 
     Args:
         num_classes: C.
         dim: D, the width of a feature.
         length: L, how many features each class keeps (the oldest are dropped first).
+        dtype: how the features are stored: ``"float32"`` (default), or ``"bfloat16"`` /
+            ``"float16"`` to halve the memory's C x L x D footprint (the clustering still
+            computes in fp32; the stored unit vectors lose precision only).
 
     Buffers:
-        features: ``(C, L, D)`` fp32 stored features; slots ``[0, count[c])`` of class c
+        features: ``(C, L, D)`` stored features in ``dtype``; slots ``[0, count[c])`` of class c
             are filled (in ring order, not time order).
         count: ``(C,)`` int64 number of filled slots, at most L.
         pointer: ``(C,)`` int64 slot the next feature of the class is written to.
@@ -44,12 +63,15 @@ class ClassMemory(nn.Module):
     count: torch.Tensor
     pointer: torch.Tensor
 
-    def __init__(self, num_classes: int, dim: int, length: int) -> None:
+    def __init__(
+        self, num_classes: int, dim: int, length: int, dtype: str | torch.dtype = "float32"
+    ) -> None:
         super().__init__()
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.dim = check_positive_int("dim", dim)
         self.length = check_positive_int("length", length)
-        self.register_buffer("features", torch.zeros(num_classes, length, dim))
+        storage = memory_dtype(dtype)
+        self.register_buffer("features", torch.zeros(num_classes, length, dim, dtype=storage))
         self.register_buffer("count", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("pointer", torch.zeros(num_classes, dtype=torch.long))
 
@@ -111,4 +133,7 @@ class ClassMemory(nn.Module):
         self.pointer[index] = 0
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, dim={self.dim}, length={self.length}"
+        dtype = str(self.features.dtype).removeprefix("torch.")
+        return (
+            f"num_classes={self.num_classes}, dim={self.dim}, length={self.length}, dtype={dtype}"
+        )
