@@ -90,6 +90,8 @@ STEPS = (
     Step("predict_throughput", "predict_throughput"),
     Step("segmentation_data", "segmentation_data"),
     Step("checkpoint_cost", "checkpoint_cost", trains=False),
+    Step("many_classes", "many_classes", trains=False),
+    Step("memory_dtype", "memory_dtype"),
     Step("tuning_study", "tuning_study"),
 )
 

@@ -29,7 +29,7 @@ from benchmarks.report_beyond import (
     openset,
     predicted,
 )
-from benchmarks.report_cost import checkpoint_cost, cost, segmentation_data
+from benchmarks.report_cost import checkpoint_cost, cost, many_classes, segmentation_data
 from benchmarks.report_format import Results, table
 from benchmarks.report_tuning import dense_tuning, tuning
 
@@ -42,6 +42,7 @@ SECTIONS = (
     segmentation_data,
     cost,
     checkpoint_cost,
+    many_classes,
     openset,
     new_classes,
     estimator,

@@ -240,3 +240,89 @@ def checkpoint_cost(results: Results, report_dir: Path, draw: bool, appendix=Fal
         "(this library's target: at most 2%)." if share <= 0.02 else "(over the 2% target)."
     )
     return lines + claim("no_claim", verdict)
+
+
+def many_classes(results: Results, report_dir: Path, draw: bool, appendix=False) -> list[str]:
+    """Section 5c: the head sharded across processes (benchmarks/many_classes.py) and its
+    memory in half precision (benchmarks/memory_dtype.py)."""
+    data = results.get("many_classes")
+    lines = opening(
+        "5c. Very many classes: the head sharded across processes",
+        data,
+        "many_classes",
+        results,
+        appendix,
+    )
+    if not data:
+        return lines
+    rows = [
+        [
+            row["method"],
+            f"{row['classes']:,}",
+            row["world"],
+            f"{1000 * row['step_seconds']:.0f}",
+            f"{row['state_bytes'] / 2**20:,.0f}",
+            f"{row['peak_bytes'] / 2**20:,.0f}",
+        ]
+        for row in data["rows"]
+    ]
+    summary, check = data["summary"], data["accuracy"]
+    lines += [
+        f"Synthetic head inputs (D = {data['dim']}, a global batch of {data['batch']} split over "
+        f"the processes), K = {data['subcentroids']}, a memory of {data['memory']} per class, "
+        "on gloo processes of this machine (2 cores shared: a step on 4 processes is not "
+        "faster). `dnc`: `ShardedDNCHead`; `linear-ck`: a sharded cosine softmax layer with "
+        "C x K outputs (the same matmul, the floor for K sub-centroids); `softmax`: the "
+        "Partial FC layer (C outputs); `dnc-sampled`: `sample_rate=0.1`. State: the method's "
+        "tensors per process (parameters, gradients, buffers, optimiser state); peak: the "
+        "process's resident high-water mark during its steps.",
+        "",
+        *table(
+            [
+                "method",
+                "C",
+                "processes",
+                "step (ms)",
+                "state per process (MiB)",
+                "peak per process (MiB)",
+            ],
+            rows,
+        ),
+        f"Accuracy with many classes ({check['classes']:,}-class Gaussian mixture, a linear "
+        f"backbone, {check['steps']} steps, the same start and batches): one unsharded head "
+        f"{100 * check['unsharded_accuracy']:.2f}%, sharded on {check['processes']} processes "
+        f"under DDP {100 * check['sharded_accuracy']:.2f}% (largest sub-centroid difference "
+        f"{check['max_subcentroid_difference']:.1e}: float rounding of the DDP average).",
+        "",
+        f"Command: {code(data['command'])}",
+        "",
+    ]
+    dtype = results.get("memory_dtype")
+    if dtype:
+        cells = ", ".join(
+            f"{r['memory_dtype']} {r['mean']:.2f} ± {r['std']:.2f}" for r in dtype["rows"]
+        )
+        lines += [
+            f"Memory in half precision (Fashion-MNIST ResNet-20, small budget, test "
+            f"top-1, {len(dtype['seeds'])} seeds): {cells}. Command: "
+            f"{code(dtype['command'])}",
+            "",
+        ]
+    largest, ratios = summary["largest_classes"], summary["state_times_w_over_one"]
+    spread = max(abs(value - 1.0) for value in ratios.values())
+    step = summary["dnc_over_linear_ck"]
+    slowest = max(step.values())
+    verdict = (
+        f"at C = {largest:,} the head's state per process is 1/W of one process's within "
+        f"{100 * spread:.1f}%; the sharded DNC step takes {min(step.values()):.2f}-{slowest:.2f}x "
+        f"the sharded C x K softmax layer's ({'within' if slowest <= 1.3 else 'over'} this "
+        "library's 1.3x target)"
+    )
+    growth = summary.get("growth", {})
+    if "dnc" in growth and "linear-ck" in growth:
+        low, high = summary["growth_classes"]
+        verdict += (
+            f"; from C = {low:,} to {high:,} one process's step grows {growth['dnc']:.1f}x "
+            f"(the C x K layer's {growth['linear-ck']:.1f}x)"
+        )
+    return lines + claim("no_claim", verdict + ".")

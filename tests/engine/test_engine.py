@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import deepnc.engine.loop as loop_module
 import deepnc.engine.trainer as trainer_module
 from deepnc.engine import evaluate, train, train_one_epoch
 from deepnc.engine.checkpoint import load_checkpoint
@@ -127,6 +128,16 @@ def test_evaluate_counts_exactly():
     assert result.top1 == 0.75 and result.samples == 4 and result.top5 == 1.0
     assert result.per_class.tolist() == [1.0, 0.5, 1.0]
     assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    assert result.predicted.tolist() == [1, 1, 2] and result.true.tolist() == [1, 2, 1]
+
+
+def test_evaluate_keeps_o_of_c_counts_and_no_confusion_matrix_for_many_classes(monkeypatch):
+    monkeypatch.setattr(loop_module, "CONFUSION_MAX_CLASSES", 2)
+    logits = torch.tensor([[5.0, 0, 0], [0, 5, 0], [0, 0, 5], [0, 0, 5]])
+    loader = DataLoader(TensorDataset(logits, torch.tensor([0, 1, 1, 2])), batch_size=3)
+    result = evaluate(torch.nn.Identity(), loader, num_classes=3, device=torch.device("cpu"))
+    assert result.confusion is None and result.top1 == 0.75
+    assert result.per_class.tolist() == [1.0, 0.5, 1.0] and result.predicted.tolist() == [1, 1, 2]
 
 
 def test_a_diverging_loss_stops_training():
@@ -199,9 +210,9 @@ def test_a_run_that_puts_everything_in_one_class_says_so(tmp_path, monkeypatch, 
 
     def collapsed(*args, **kwargs):
         result = real(*args, **kwargs)
-        confusion = torch.zeros_like(result.confusion)
-        confusion[:, 3] = result.confusion.sum(1)  # every image predicted as class 3
-        return dataclasses.replace(result, confusion=confusion)
+        predicted = torch.zeros_like(result.predicted)
+        predicted[3] = result.samples  # every image predicted as class 3
+        return dataclasses.replace(result, predicted=predicted)
 
     monkeypatch.setattr(trainer_module, "evaluate_split", collapsed)
     with caplog.at_level("WARNING", logger="deepnc"):

@@ -119,13 +119,16 @@ def reference(world: int, sample_rate: float = 1.0, classes: int | None = None) 
 
 def sampled(head: DNCHead, labels: torch.Tensor, world: int, rate: float) -> torch.Tensor:
     """``(S,)`` the classes the shards of ``head`` score for ``labels`` at this step."""
-    shards = [ShardedDNCHead(D, head.num_classes, sample_rate=rate, rank=r, world_size=world)
-              for r in range(world)]  # fmt: skip
+    shards = [
+        ShardedDNCHead(D, head.num_classes, sample_rate=rate, rank=r, world_size=world)
+        for r in range(world)
+    ]
     chosen = []
     for shard in shards:
         local = labels - shard.class_start
-        local = torch.where((local >= 0) & (local < shard.num_local_classes), local,
-                            shard.num_local_classes)  # fmt: skip
+        local = torch.where(
+            (local >= 0) & (local < shard.num_local_classes), local, shard.num_local_classes
+        )
         size = shard.sample_sizes(labels.numel())[shard.rank]
         span = (shard.class_start, shard.class_end)
         draws = sample_classes(local, span, size, head.bank.num_updates, shard.seed)

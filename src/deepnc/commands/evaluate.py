@@ -72,10 +72,12 @@ def evaluate_checkpoint(
     else:
         from deepnc.plots.run_plots import plot_confusion
 
-        picture = out / "confusion.png"
+        picture = out / "confusion.png" if result.confusion is not None else None
         report["per_class_accuracy"] = _named(data.class_names, result.per_class)
-        plot_confusion(result.confusion, data.class_names, picture)
-    report |= {"confusion": result.confusion.tolist(), "picture": str(picture)}
+        if picture is not None:
+            plot_confusion(result.confusion, data.class_names, picture)
+    confusion = None if result.confusion is None else result.confusion.tolist()
+    report |= {"confusion": confusion, "picture": None if picture is None else str(picture)}
     (out / "eval.json").write_text(json.dumps(report, indent=2))
     return report
 

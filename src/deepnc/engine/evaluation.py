@@ -50,7 +50,7 @@ def evaluate_split(
     return evaluate(model, loader, num_classes=data.num_classes, **options)
 
 
-def dominant_class(confusion: torch.Tensor) -> tuple[int, float, float] | None:
+def dominant_class(predicted: torch.Tensor, true: torch.Tensor) -> tuple[int, float, float] | None:
     """``(class, its share of the predictions, its share of the truth)`` when one class
     takes (nearly) every prediction, a model that has collapsed; else ``None``.
 
@@ -58,18 +58,18 @@ def dominant_class(confusion: torch.Tensor) -> tuple[int, float, float] | None:
     90% of them in one class that holds under half of that share in truth.
 
     Args:
-        confusion: ``(C, C)`` counts, rows true classes, columns predictions.
+        predicted, true: ``(C,)`` counts of the predictions and of the truth per class
+            (a result's ``class_counts()``).
 
-    >>> dominant_class(torch.tensor([[5, 0], [5, 0]]))
+    >>> dominant_class(torch.tensor([10, 0]), torch.tensor([5, 5]))
     (0, 1.0, 0.5)
-    >>> dominant_class(torch.tensor([[5, 0], [1, 4]])) is None
+    >>> dominant_class(torch.tensor([6, 4]), torch.tensor([5, 5])) is None
     True
     """
-    counts = confusion.double()
-    total = counts.sum()
+    total = predicted.double().sum()
     if total == 0:
         return None
-    predicted, true = counts.sum(0) / total, counts.sum(1) / total
+    predicted, true = predicted.double() / total, true.double() / true.double().sum()
     top = int(predicted.argmax())
     share, truth = float(predicted[top]), float(true[top])
     several = int((true > 0).sum()) > 1

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from deepnc.engine.run_checkpoints import EpochProgress, StepCheckpoints
 from deepnc.models.outputs import main_and_aux
@@ -28,6 +28,7 @@ from deepnc.utils.progress import progress_bar
 
 __all__ = [
     "AMP_DTYPES",
+    "CONFUSION_MAX_CLASSES",
     "EpochControl",
     "EpochStats",
     "EvalResult",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 AMP_DTYPES = ("auto", "bfloat16", "float16")  # "auto": float16 on CUDA, bfloat16 on CPU
+CONFUSION_MAX_CLASSES = 1000
+"""Above this class count evaluation keeps O(C) counts and no C x C confusion matrix."""
 
 
 @dataclass
@@ -70,19 +73,27 @@ class EvalResult:
         top1, top5: accuracies in ``[0, 1]`` (top-5 is top-C when C < 5).
         loss: mean cross-entropy.
         per_class: ``(C,)`` accuracy of each class (recall; NaN for a class with no sample).
-        confusion: ``(C, C)`` counts, rows are true classes, columns predictions.
+        confusion: ``(C, C)`` counts, rows are true classes, columns predictions; ``None``
+            above ``CONFUSION_MAX_CLASSES`` classes (the per-class counts stay O(C)).
         samples: number of images evaluated.
+        predicted, true: ``(C,)`` int64 predictions and images of each class.
     """
 
     top1: float
     top5: float
     loss: float
     per_class: torch.Tensor
-    confusion: torch.Tensor
+    confusion: torch.Tensor | None
     samples: int
+    predicted: torch.Tensor
+    true: torch.Tensor
 
     def summary(self) -> dict:
         return {"top1": self.top1, "top5": self.top5, "loss": self.loss, "samples": self.samples}
+
+    def class_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(predicted (C,), true (C,))``: the predictions and the truth per class."""
+        return self.predicted, self.true
 
 
 def autocast(device: torch.device, enabled: bool, dtype: str = "auto"):
@@ -306,33 +317,45 @@ def evaluate(
     progress: bool = False,
     description: str = "eval",
 ) -> EvalResult:
-    """Top-1, top-5, loss, per-class accuracy and the confusion matrix over ``loader``.
+    """Top-1, top-5, loss, per-class accuracy and (up to ``CONFUSION_MAX_CLASSES``
+    classes) the confusion matrix over ``loader``.
 
     Under DDP, give every process a disjoint shard of the split: the metrics are summed
-    over processes (torchmetrics synchronises its states).
+    over processes.
     """
     model.eval()
-    top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro").to(device)
-    confusion = MulticlassConfusionMatrix(num_classes).to(device)
-    loss_sum = 0.0
+    small = num_classes <= CONFUSION_MAX_CLASSES
+    confusion = MulticlassConfusionMatrix(num_classes).to(device) if small else None
+    # per class: images, correct, predicted; then top-k hits and the loss
+    counts = torch.zeros(3, num_classes, dtype=torch.long, device=device)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    top_k = min(5, num_classes)
     for images, labels in progress_bar(loader, description, progress):
         images, labels = images.to(device), labels.to(device)
         with autocast(device, amp, amp_dtype):
             logits = model(images)
         logits = logits.float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top5.update(logits, labels)
-        confusion.update(logits.argmax(1), labels)
-    matrix = confusion.compute().cpu()
-    top5_value = float(top5.compute()) if matrix.sum() else float("nan")
-    (loss_sum,) = sum_over_processes([loss_sum], device)
-    samples = int(matrix.sum())
-    per_class = matrix.diagonal().double() / matrix.sum(1).double()
+        predicted = logits.argmax(1)
+        counts[0].index_add_(0, labels, torch.ones_like(labels))
+        counts[1].index_add_(0, labels, (predicted == labels).long())
+        counts[2].index_add_(0, predicted, torch.ones_like(predicted))
+        in_top = (logits.topk(top_k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
+        totals[0] += in_top.sum()
+        totals[1] += F.cross_entropy(logits, labels, reduction="sum").double()
+        if confusion is not None:
+            confusion.update(predicted, labels)
+    if is_distributed():
+        torch.distributed.all_reduce(counts)
+        torch.distributed.all_reduce(totals)
+    counts, (top_hits, loss_sum) = counts.cpu(), totals.tolist()
+    samples = int(counts[0].sum())
     return EvalResult(
-        top1=float(matrix.diagonal().sum() / max(1, samples)),
-        top5=top5_value,
+        top1=float(counts[1].sum()) / max(1, samples),
+        top5=top_hits / samples if samples else float("nan"),
         loss=loss_sum / max(1, samples),
-        per_class=per_class.float(),
-        confusion=matrix,
+        per_class=(counts[1].double() / counts[0].double()).float(),
+        confusion=None if confusion is None else confusion.compute().cpu(),
         samples=samples,
+        predicted=counts[2],
+        true=counts[0],
     )

@@ -46,6 +46,10 @@ class SegmentationResult:
     loss: float
     samples: int
 
+    def class_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(predicted (C,), true (C,))``: the predicted and the labelled pixels per class."""
+        return self.confusion.sum(0), self.confusion.sum(1)
+
     def summary(self) -> dict:
         return {
             "miou": self.miou,

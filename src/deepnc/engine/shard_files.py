@@ -81,8 +81,10 @@ def shard_pieces(folder: str | Path) -> tuple[list[StatePiece], dict]:
         if state.get("kind") != "dnc-head-shard":
             raise ValueError(f"{path} is not a deepnc head shard")
         if facts is not None and state["num_classes"] != facts["num_classes"]:
-            raise ValueError(f"{path} holds a head of {state['num_classes']} classes, "
-                             f"{files[0]} one of {facts['num_classes']}")  # fmt: skip
+            raise ValueError(
+                f"{path} holds a head of {state['num_classes']} classes, "
+                f"{files[0]} one of {facts['num_classes']}"
+            )
         facts = facts or state
         pieces.append(StatePiece(state["class_start"], state["class_end"], keys, _reader(path)))
     return pieces, facts

@@ -353,7 +353,7 @@ def _evaluate(run: _Run) -> dict:
     )
     summary, split = result.summary(), config.evaluate_on
     scores: dict = {f"{split}_{name}": summary[name] for name in TEST_METRICS[run.data.task]}
-    collapsed = dominant_class(result.confusion)
+    collapsed = dominant_class(*result.class_counts())
     if collapsed is not None:
         top, share, truth = collapsed
         advice = "" if config.precise_bn else _PRECISE_BN_ADVICE

@@ -134,13 +134,23 @@ class _GatherRows(torch.autograd.Function):
 
 def all_reduce_sum_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """The sum over processes of ``tensor``, differentiable: the gradient of each
-    process's input is the sum of every process's gradient of the output
-    (``torch.distributed.nn``). ``tensor`` itself without a process group."""
-    if not is_distributed():
-        return tensor
-    from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+    process's input is the sum of every process's gradient of the output.
+    ``tensor`` itself without a process group."""
+    return _SumOverProcesses.apply(tensor) if is_distributed() else tensor
 
-    return differentiable_all_reduce(tensor)
+
+class _SumOverProcesses(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 def all_reduce(tensor: torch.Tensor, op: str) -> torch.Tensor:

@@ -17,10 +17,17 @@ import torch
 __all__ = ["PER_CLASS_ENTRIES", "StatePiece", "assemble_state", "is_per_class"]
 
 PER_CLASS_ENTRIES = (
-    "bank.subcentroids", "bank.initialised", "bank.steps_since_used", "bank.assigned",
-    "bank.seen", "bank.correct", "bank.class_updates",
-    "memory.features", "memory.count", "memory.pointer",
-)  # fmt: skip
+    "bank.subcentroids",
+    "bank.initialised",
+    "bank.steps_since_used",
+    "bank.assigned",
+    "bank.seen",
+    "bank.correct",
+    "bank.class_updates",
+    "memory.features",
+    "memory.count",
+    "memory.pointer",
+)
 """State entries whose first dimension is the classes."""
 
 

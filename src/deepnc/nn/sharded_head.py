@@ -106,12 +106,20 @@ class ShardedDNCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.options = dict(
-            num_subcentroids=num_subcentroids, tau=tau, momentum=momentum,
-            momentum_warmup=momentum_warmup, sinkhorn_eps=sinkhorn_eps,
-            sinkhorn_iterations=sinkhorn_iterations, memory_size=memory_size,
-            memory_dtype=memory_dtype, assignment=assignment, dead_after=dead_after,
-            projection=projection, layer_norm=layer_norm, seed=seed,
-        )  # fmt: skip
+            num_subcentroids=num_subcentroids,
+            tau=tau,
+            momentum=momentum,
+            momentum_warmup=momentum_warmup,
+            sinkhorn_eps=sinkhorn_eps,
+            sinkhorn_iterations=sinkhorn_iterations,
+            memory_size=memory_size,
+            memory_dtype=memory_dtype,
+            assignment=assignment,
+            dead_after=dead_after,
+            projection=projection,
+            layer_norm=layer_norm,
+            seed=seed,
+        )
         """The options of the equivalent unsharded :class:`~deepnc.DNCHead`."""
         check_head_arguments(
             in_features, num_subcentroids, projection, layer_norm, memory_size, None, -100
@@ -135,11 +143,17 @@ class ShardedDNCHead(nn.Module):
         self.norm = nn.LayerNorm(self.embedding_dim) if layer_norm else nn.Identity()
         local = self.class_end - self.class_start
         self.bank = SubCentroidBank(
-            local, num_subcentroids, self.embedding_dim, momentum=momentum,
-            momentum_warmup=momentum_warmup, sinkhorn_eps=sinkhorn_eps,
-            sinkhorn_iterations=sinkhorn_iterations, assignment=assignment,
-            dead_after=dead_after, seed=seed,
-        )  # fmt: skip
+            local,
+            num_subcentroids,
+            self.embedding_dim,
+            momentum=momentum,
+            momentum_warmup=momentum_warmup,
+            sinkhorn_eps=sinkhorn_eps,
+            sinkhorn_iterations=sinkhorn_iterations,
+            assignment=assignment,
+            dead_after=dead_after,
+            seed=seed,
+        )
         self.bank.replicated = False
         size, dim = memory_size, self.embedding_dim
         self.memory = ClassMemory(local, dim, size, memory_dtype) if size else None
@@ -220,9 +234,13 @@ class ShardedDNCHead(nn.Module):
             column, column_owned = local, owned
         scores = cosines.detach().amax(dim=-1)
         result = sharded_cross_entropy(
-            logits, torch.where(column_owned, column, -1), scores, self.class_start,
-            num_scored=sum(sizes), label_smoothing=label_smoothing,
-        )  # fmt: skip
+            logits,
+            torch.where(column_owned, column, -1),
+            scores,
+            self.class_start,
+            num_scored=sum(sizes),
+            label_smoothing=label_smoothing,
+        )
         correct = result.prediction == labels
         self._update(gathered.detach(), cosines.detach(), local, owned, correct)
         start = distributed.rank() * features.shape[0]
