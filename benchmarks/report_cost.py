@@ -314,7 +314,7 @@ def many_classes(results: Results, report_dir: Path, draw: bool, appendix=False)
     slowest = max(step.values())
     verdict = (
         f"at C = {largest:,} the head's state per process is 1/W of one process's within "
-        f"{100 * spread:.1f}%; the sharded DNC step takes {min(step.values()):.2f}-{slowest:.2f}x "
+        f"{100 * spread:.3f}%; the sharded DNC step takes {min(step.values()):.2f}-{slowest:.2f}x "
         f"the sharded C x K softmax layer's ({'within' if slowest <= 1.3 else 'over'} this "
         "library's 1.3x target)"
     )
