@@ -82,12 +82,12 @@ def write_results(stem: str | Path, report: dict[str, Any], markdown: str | None
     """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    path = stem.with_suffix(".json")
-    partial = path.with_suffix(".json.partial")
+    path = stem.with_name(stem.name + ".json")  # not with_suffix: a stem may hold a dot
+    partial = stem.with_name(stem.name + ".json.partial")
     partial.write_text(json.dumps({**report, "machine": machine()}, indent=2) + "\n")
     os.replace(partial, path)
     if markdown is not None:
-        stem.with_suffix(".md").write_text(markdown)
+        stem.with_name(stem.name + ".md").write_text(markdown)
     return path
 
 
