@@ -72,7 +72,7 @@ class ShardedCosineSoftmax(nn.Module):
         owned = (local >= 0) & (local < self.end - self.start)
         columns = torch.where(owned, local, -1)
         return sharded_cross_entropy(
-            scores / TAU, columns, scores.detach(), self.start, num_scored=1
+            scores / TAU, columns, scores.detach(), self.start, scale=1 / TAU, num_scored=1
         ).loss
 
 

@@ -168,11 +168,7 @@ class ShardedDNCHead(nn.Module):
     def num_local_classes(self) -> int:
         return self.class_end - self.class_start
 
-    def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """``(N, E)`` fp32 normalised embedding of ``(N, D)`` features (projection,
-        LayerNorm, L2), as :meth:`DNCHead.embed <deepnc.DNCHead.embed>`."""
-        with torch.autocast(features.device.type, enabled=False):
-            return F.normalize(self.norm(self.projection(features.float())), dim=-1)
+    embed = DNCHead.embed  # the same projection, LayerNorm and L2 as the unsharded head
 
     def _gathered_embedding(self, features: torch.Tensor, grad: bool) -> torch.Tensor:
         check_features(features, self.in_features)
@@ -238,6 +234,7 @@ class ShardedDNCHead(nn.Module):
             torch.where(column_owned, column, -1),
             scores,
             self.class_start,
+            scale=1.0 / self.tau,
             num_scored=sum(sizes),
             label_smoothing=label_smoothing,
         )
@@ -257,7 +254,14 @@ class ShardedDNCHead(nn.Module):
         return sizes
 
     @torch.no_grad()
-    def _update(self, embedded, cosines, local, owned, correct) -> None:
+    def _update(
+        self,
+        embedded: torch.Tensor,
+        cosines: torch.Tensor,
+        local: torch.Tensor,
+        owned: torch.Tensor,
+        correct: torch.Tensor,
+    ) -> None:
         """This shard's update from the gathered batch, as ``DNCHead``'s (memory or not).
 
         Args:

@@ -92,6 +92,7 @@ def sharded_cross_entropy(
     scores: torch.Tensor,
     class_start: int,
     *,
+    scale: float,
     num_scored: int,
     label_smoothing: float = 0.0,
 ) -> ShardedScores:
@@ -109,14 +110,15 @@ def sharded_cross_entropy(
             another process owns it (or this one did not score it).
         scores: ``(M, C_r)`` every own class's score, without gradient, for the prediction.
         class_start: the global index of this process's first class.
+        scale: the logits are at most ``scale`` times the largest score (``1 / tau`` for
+            cosine logits), so the largest score over all processes, scaled, shifts the
+            exponentials safely: one max all-reduce serves the prediction and the shift.
         num_scored: the classes scored over all processes (the smoothing's average).
         label_smoothing: epsilon in [0, 1), as ``F.cross_entropy``'s.
     """
     best, index = scores.max(dim=1)
     top = distributed.all_reduce(best, "max")
-    # Cosine logits are bounded, so the largest score over all classes shifts the
-    # exponentials safely even where this process scored only a sample of its classes.
-    shift = distributed.all_reduce(logits.detach().amax(dim=1), "max")
+    shift = top * scale
     candidate = torch.where(best == top, index + class_start, torch.iinfo(torch.long).max)
     prediction = distributed.all_reduce(candidate, "min")
 
@@ -146,8 +148,8 @@ def merged_topk(
         pad = (0, k - local)
         values = torch.nn.functional.pad(values, pad, value=float("-inf"))
         index = torch.nn.functional.pad(index, pad, value=-1 - class_start)
-    packed = torch.cat([values, (index + class_start).double()], dim=1)
-    gathered = distributed.all_gather_rows(packed.double().unsqueeze(0))  # (W, M, 2k)
+    packed = torch.cat([values.double(), (index + class_start).double()], dim=1)
+    gathered = distributed.all_gather_rows(packed.unsqueeze(0))  # (W, M, 2k)
     values = gathered[..., :k].permute(1, 0, 2).flatten(1)  # (M, W * k)
     classes = gathered[..., k:].permute(1, 0, 2).flatten(1)
     best, where = values.topk(k, dim=1)
