@@ -300,9 +300,26 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
     return lines + claim("snapping", here)
 
 
-def _transfer_verdict(rows: list[dict], matched: list[dict] | None) -> str:
+def _matched_text(matched: list[dict], backbone: str) -> str:
+    """``backbone`` minus softmax mIoU at equal classifier top-1, in one sentence."""
+    differences = [m["dnc_minus_softmax"] for m in matched]
+    mean = sum(differences) / len(differences)
+    return (
+        f" At equal classifier top-1 (the {backbone} backbones interpolated at "
+        + ", ".join(f"{m['classifier_top1']:.1f}%" for m in matched)
+        + f"), a {backbone} backbone transfers "
+        + ", ".join(signed(d) for d in differences)
+        + f" mIoU against a softmax one (mean {signed(mean)}): "
+        + ("at least as well." if mean >= 0 else "worse, by that much.")
+    )
+
+
+def _transfer_verdict(
+    rows: list[dict], matched: list[dict] | None, projection: dict | None = None
+) -> str:
     """What the transfer rows say: each backbone's gain over scratch, and (after a sweep of
-    classifier epochs) the DNC-minus-softmax mIoU at equal classifier top-1."""
+    classifier epochs) the DNC-minus-softmax mIoU at equal classifier top-1, for the DNC
+    head alone and, if measured, for the DNC head with a projection dropped at transfer."""
     scratch = next((row for row in rows if row["init"] == "scratch"), None)
     if scratch is None:
         return ""
@@ -320,18 +337,22 @@ def _transfer_verdict(rows: list[dict], matched: list[dict] | None) -> str:
         + "."
     )
     if matched:
-        differences = [m["dnc_minus_softmax"] for m in matched]
-        mean = sum(differences) / len(differences)
-        text += (
-            " At equal classifier top-1 (the DNC backbones interpolated at "
-            + ", ".join(f"{m['classifier_top1']:.1f}%" for m in matched)
-            + "), a DNC backbone transfers "
-            + ", ".join(signed(d) for d in differences)
-            + f" mIoU against a softmax one (mean {signed(mean)}): "
-            + ("at least as well." if mean >= 0 else "worse, by that much.")
-        )
+        text += _matched_text(matched, "DNC")
     elif matched is not None:
         text += " The two heads' classifier accuracies do not overlap, so none is matched."
+    if projection:
+        name = f"DNC classifier, projection {projection['dim']}"
+        gains = [row["miou_mean"] - scratch["miou_mean"] for row in rows if row["init"] == name]
+        text += (
+            f" With a projection head to {projection['dim']} dimensions in pretraining"
+            " (dropped at transfer, as ProtoSeg does), a DNC classifier's backbone moves "
+            + " / ".join(signed(gain) for gain in gains)
+            + " mIoU from scratch."
+        )
+        if projection["matched"]:
+            text += _matched_text(projection["matched"], "projected DNC")
+        else:
+            text += " Its classifier accuracies do not overlap the softmax ones."
     return text
 
 
@@ -415,7 +436,9 @@ def segmentation(results: Results, report_dir: Path, draw: bool, appendix=False)
                 ],
             ),
         ]
-        transfer_here = _transfer_verdict(rows, data["transfer"].get("matched"))
+        transfer_here = _transfer_verdict(
+            rows, data["transfer"].get("matched"), data["transfer"].get("projection")
+        )
     if draw and labels:
         figures.paired_bars(
             results.figure("segmentation"), labels, dnc_bars, conv_bars, "mIoU (%)", "1x1 conv"

@@ -10,7 +10,10 @@ the transfer of a DNC-trained classification backbone. Identical recipes, 3 seed
    reused, so the classifiers of ``classification.py`` are not trained again). With
    ``--classifier-epochs 1 2 3`` the classifiers are trained for each number of epochs,
    and the two pretraining heads are compared at equal classifier top-1 (the DNC
-   backbones' mIoU interpolated at each softmax classifier's top-1).
+   backbones' mIoU interpolated at each softmax classifier's top-1). With
+   ``--classifier-projection P`` a third pretraining head joins them: the DNC head with a
+   learnt linear projection to P dimensions (``head_options.projection``), which stays
+   with the classifier when the backbone transfers (as ProtoSeg's projection head does).
 
 Runs go through ``deepnc.engine.compare`` / ``run_once`` exactly as the CLI does; finished runs
 are reused, so an interrupted benchmark continues where it stopped.
@@ -57,9 +60,14 @@ def head_comparison(seeds, out: Path, overrides: list[str]) -> tuple[dict, str]:
     return {"rows": rows, "targets": targets}, "\n".join(tables)
 
 
-def _classifier(head: str, out: Path, overrides: list[str], epochs: int | None):
+def _classifier(
+    head: str, out: Path, overrides: list[str], epochs: int | None, projection: int | None = None
+):
     """The Fashion-MNIST classifier of ``head`` trained for ``epochs`` (``None``: the
-    recipe's own), reused if it exists anywhere under runs/."""
+    recipe's own), with a DNC projection to ``projection`` dimensions if given; reused if
+    it exists anywhere under runs/."""
+    if projection is not None:
+        overrides = [*overrides, "--head_options.projection", str(projection)]
     if epochs is not None:
         overrides = [*overrides, "--epochs", str(epochs), "--eval_every", str(epochs)]
     config = load_config(
@@ -68,23 +76,30 @@ def _classifier(head: str, out: Path, overrides: list[str], epochs: int | None):
     )
     if head == "linear":  # the softmax twin of the recipe, as deepnc compare trains it
         config = dataclasses.replace(config, head="linear", **DNC_ONLY_KEYS)
-    suffix = "" if epochs is None else f"-{epochs}epochs"
+    suffix = ("" if projection is None else f"-projection{projection}") + (
+        "" if epochs is None else f"-{epochs}epochs"
+    )
     run_dir = out / f"classifier-{head}{suffix}"
     summary = run_once(dataclasses.replace(config, out_dir=str(run_dir)), [ROOT / "runs"])
     return run_dir / "checkpoint.safetensors", summary
 
 
-def matched_differences(rows: list[dict]) -> list[dict]:
+def projection_name(projection: int) -> str:
+    """The transfer rows' name of the DNC classifier with a projection head."""
+    return f"DNC classifier, projection {projection}"
+
+
+def matched_differences(rows: list[dict], dnc_name: str = "DNC classifier") -> list[dict]:
     """DNC-backbone minus softmax-backbone mIoU at equal classifier top-1 (%): for every
-    softmax classifier whose top-1 lies within the range of the DNC classifiers', the DNC
-    backbones' mIoU linearly interpolated at that top-1, minus the softmax backbone's."""
+    softmax classifier whose top-1 lies within the range of the ``dnc_name`` classifiers',
+    their backbones' mIoU linearly interpolated at that top-1, minus the softmax backbone's."""
     points = {
         head: sorted(
             (100 * row["classifier_top1"], row["miou_mean"]) for row in rows if row["init"] == head
         )
-        for head in ("DNC classifier", "softmax classifier")
+        for head in (dnc_name, "softmax classifier")
     }
-    dnc = points["DNC classifier"]
+    dnc = points[dnc_name]
     matched = []
     for top1, miou in points["softmax classifier"]:
         for (low, low_miou), (high, high_miou) in itertools.pairwise(dnc):
@@ -104,21 +119,31 @@ def matched_differences(rows: list[dict]) -> list[dict]:
 
 
 def transfer(
-    seeds, out: Path, overrides: list[str], classifier_overrides: list[str], epochs_sweep=(None,)
+    seeds,
+    out: Path,
+    overrides: list[str],
+    classifier_overrides: list[str],
+    epochs_sweep=(None,),
+    projection: int | None = None,
 ):
     """mIoU of the FCN DNC model from scratch and from each classifier, one classifier per
-    head and per number of classifier epochs in ``epochs_sweep`` (``None``: the recipe's)."""
+    head and per number of classifier epochs in ``epochs_sweep`` (``None``: the recipe's);
+    with ``projection``, also from DNC classifiers with a projection head of that width."""
     sources = [("scratch", None, None, None)]
-    for head, name in (("dnc", "DNC classifier"), ("linear", "softmax classifier")):
+    heads = [("dnc", "DNC classifier", None), ("linear", "softmax classifier", None)]
+    if projection is not None:
+        heads.append(("dnc", projection_name(projection), projection))
+    for head, name, width in heads:
         for epochs in epochs_sweep:
-            checkpoint, summary = _classifier(head, out, classifier_overrides, epochs)
+            checkpoint, summary = _classifier(head, out, classifier_overrides, epochs, width)
             sources.append((name, epochs, str(checkpoint), summary))
     base = _config("fcn", overrides)
     rows = []
     for name, epochs, checkpoint, classifier in sources:
         runs = []
         for seed in seeds:
-            slug = name.split()[0].lower() + ("" if epochs is None else f"-{epochs}epochs")
+            slug = name.split()[0].lower() + ("" if "projection" not in name else "-projection")
+            slug += "" if epochs is None else f"-{epochs}epochs"
             run_dir = out / f"fcn-dnc-from-{slug}-seed{seed}"
             config = dataclasses.replace(
                 base, seed=seed, init_from=checkpoint, out_dir=str(run_dir)
@@ -139,6 +164,9 @@ def transfer(
             }
         )
     matched = matched_differences(rows)
+    matched_projection = (
+        None if projection is None else matched_differences(rows, projection_name(projection))
+    )
     lines = [
         "| FCN-ResNet-20, DNC head, initialised from | classifier epochs | classifier top-1 (%) "
         "| mIoU (%) mean ± std | per seed | pixel accuracy (%) |",
@@ -151,14 +179,18 @@ def transfer(
             f"| {row['miou_mean']:.2f} ± {row['miou_std']:.2f} "
             f"| {', '.join(f'{v:.2f}' for v in row['miou'])} | {row['pixel_accuracy_mean']:.2f} |"
         )
-    if matched:
-        lines += ["", "At equal classifier top-1 (DNC backbones interpolated):", ""]
-        lines += [
-            f"- {m['classifier_top1']:.2f}%: DNC {m['dnc_miou']:.2f}, softmax "
-            f"{m['softmax_miou']:.2f} mIoU ({m['dnc_minus_softmax']:+.2f})"
-            for m in matched
-        ]
-    return {"rows": rows, "matched": matched}, "\n".join(lines) + "\n"
+    for name, points in (("DNC", matched), ("DNC with a projection", matched_projection)):
+        if points:
+            lines += ["", f"At equal classifier top-1 ({name} backbones interpolated):", ""]
+            lines += [
+                f"- {m['classifier_top1']:.2f}%: {name} {m['dnc_miou']:.2f}, softmax "
+                f"{m['softmax_miou']:.2f} mIoU ({m['dnc_minus_softmax']:+.2f})"
+                for m in points
+            ]
+    report = {"rows": rows, "matched": matched}
+    if projection is not None:
+        report["projection"] = {"dim": projection, "matched": matched_projection}
+    return report, "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="transfer: train the classifiers for each of these epochs (a sweep, to compare "
         "the backbones at equal classifier top-1); default the recipe's own",
+    )
+    parser.add_argument(
+        "--classifier-projection",
+        type=int,
+        default=None,
+        metavar="P",
+        help="transfer: also pretrain DNC classifiers with a projection head of P dimensions "
+        "(dropped at transfer)",
     )
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -200,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides,
             shlex.split(arguments.classifier_overrides),
             arguments.classifier_epochs or (None,),
+            arguments.classifier_projection,
         )
         sections += ["## Transfer of a classification backbone\n", text]
     report["wall_seconds"] = time.time() - start

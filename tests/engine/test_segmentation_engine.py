@@ -189,10 +189,11 @@ def test_cli_trains_evaluates_and_explains_a_segfolder(tmp_path, capsys):
         assert sum(map(sum, record["pixels_per_subcentroid"].values())) == 16 * 16
 
 
-def _classifier_checkpoint(tmp_path, head="dnc", model="resnet20"):
+def _classifier_checkpoint(tmp_path, head="dnc", model="resnet20", head_options=None):
     config = load_config(
         None,
         {
+            **({"head_options": head_options} if head_options else {}),
             "dataset": "digits",
             "train_subset": 128,
             "epochs": 1,
@@ -225,6 +226,19 @@ def test_transfer_loads_the_whole_backbone_and_reports_the_rest(tmp_path):
     report = transfer_backbone(wide, checkpoint)
     assert "classifier.norm.weight" in report.loaded and not report.notes
     assert torch.equal(wide.classifier.norm.weight, tensors["model.fc.norm.weight"])
+
+
+def test_transfer_drops_a_projection_head_with_its_layer_norm(tmp_path):
+    checkpoint = _classifier_checkpoint(tmp_path, head_options={"projection": 64})
+    wide = create_segmentation_model(
+        "fcn_resnet20", num_classes=11, in_chans=1, decoder_channels=64
+    )
+    before = wide.classifier.norm.weight.clone()
+    report = transfer_backbone(wide, checkpoint)
+    assert "classifier.norm.weight" in report.new and "fc.projection.weight" in report.unused
+    assert "follows the classifier's projection" in report.notes[0]
+    assert torch.equal(wide.classifier.norm.weight, before)
+    assert all(key.startswith("backbone.") for key in report.loaded)
 
 
 def test_transfer_refuses_a_backbone_that_does_not_match(tmp_path):

@@ -4,7 +4,9 @@ A DNC classifier has no learnt classifier weights: everything it learnt is the
 embedding (the backbone and the DNC head's LayerNorm). :func:`transfer_backbone` loads
 the backbone tensor for tensor into a :class:`~deepnc.models.SegmentationModel` whose
 backbone has the same name, and, for DNC, the head's embedding normalisation when its
-width matches the segmentation decoder's (``model_options: {decoder_channels: D}``).
+width matches the segmentation decoder's (``model_options: {decoder_channels: D}``) and no
+projection (``head_options.projection``) stands before it: a projection head is used in
+pretraining only and dropped at transfer with the LayerNorm over its outputs.
 """
 
 from __future__ import annotations
@@ -99,7 +101,12 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> TransferRepor
     report = TransferReport(source=str(path))
     used = {key[len(BACKBONE_PREFIX) :] for key in backbone}
     norm_source = _dnc_norm_keys(source)
-    if norm_source and all(key in target for key in _NORM_TARGETS):
+    if norm_source and _has_projection(source, norm_source):
+        report.notes.append(
+            "the DNC embedding normalisation was not loaded: it follows the classifier's "
+            "projection, which is dropped at transfer"
+        )
+    elif norm_source and all(key in target for key in _NORM_TARGETS):
         pairs = list(zip(_NORM_TARGETS, norm_source, strict=True))
         if all(source[s].shape == target[t].shape for t, s in pairs):
             updates.update({t: source[s] for t, s in pairs})
@@ -118,6 +125,11 @@ def transfer_backbone(model: nn.Module, checkpoint: str | Path) -> TransferRepor
     report.new = sorted(set(target) - set(updates))
     report.unused = sorted(set(source) - used)
     return report
+
+
+def _has_projection(source: dict[str, torch.Tensor], norm_keys: tuple[str, str]) -> bool:
+    """Whether the DNC head whose LayerNorm is ``norm_keys`` projects its inputs first."""
+    return norm_keys[0].removesuffix("norm.weight") + "projection.weight" in source
 
 
 def _dnc_norm_keys(source: dict[str, torch.Tensor]) -> tuple[str, str] | None:
