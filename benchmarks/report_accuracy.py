@@ -353,6 +353,24 @@ def _transfer_verdict(
             text += _matched_text(projection["matched"], "projected DNC")
         else:
             text += " Its classifier accuracies do not overlap the softmax ones."
+        softmax = {
+            row["classifier_epochs"]: row["miou_mean"]
+            for row in rows
+            if row["init"] == "softmax classifier"
+        }
+        same_epochs = [
+            (row["classifier_epochs"], row["miou_mean"] - softmax[row["classifier_epochs"]])
+            for row in rows
+            if row["init"] == name and row["classifier_epochs"] in softmax
+        ]
+        if same_epochs:
+            text += (
+                " After the same number of pretraining epochs ("
+                + ", ".join(str(epochs) for epochs, _ in same_epochs)
+                + "), a projected DNC backbone minus a softmax one is "
+                + " / ".join(signed(difference) for _, difference in same_epochs)
+                + " mIoU."
+            )
     return text
 
 
