@@ -46,8 +46,9 @@ def tuning(results: Results, report_dir: Path, draw: bool, appendix=False) -> li
         f"Tuned on {data['tuned_on'][0]} at this budget and on the `make demo` recipe, each "
         f"with {data['validation_size']:,} training images held out as a validation split "
         "(class-balanced, the same for every seed); softmax and DNC over the same grid of "
-        "their shared knobs, each then with and without precise BatchNorm statistics, DNC "
-        "then over its own (see `benchmarks/tuning_study.py`). Test "
+        "their shared knobs (one seed), each then with and without precise BatchNorm "
+        "statistics, DNC then over its own one group at a time (these choices on every "
+        "seed; see `benchmarks/tuning_study.py`). Test "
         f"top-1 (%) of the chosen configurations, seeds {data['test'][0]['seeds']}; on the "
         "other settings DNC takes only its chosen head knobs (and precise BN if it chose "
         "it, as softmax does), and both heads keep the recipe's own lr and smoothing:",
