@@ -114,6 +114,7 @@ class Study:
         name, _, split = setting.partition("@")  # "digits_resnet20@test", "demo@val"
         config_path, overrides = (CONFIRM_RECIPE, []) if name == "demo" else small_recipe(name)
         everything = [*overrides, *self.base_overrides, "--progress", "false"]
+        everything += ["--precise_bn", "null"]  # a shared extra: on only where a change says
         if name in (TUNED_ON, "demo"):  # the tuning settings hold their validation split out
             everything += ["--validation_size", str(VALIDATION_SIZE)]
         everything += ["--evaluate_on", split]
