@@ -35,6 +35,7 @@ Writes ``benchmarks/results/full/tuning_study.{json,md}`` (``--results``).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -99,6 +100,15 @@ def label(change: dict) -> str:
     )
 
 
+def run_name(setting: str, head: str, change: dict) -> str:
+    """The folder name of a configuration's runs: readable, at most 120 characters (a
+    longer name keeps its first 111 and a hash of the whole, so names never collide)."""
+    slug = re.sub(r"[^a-z0-9.=]+", "-", f"{setting}-{head}-{label(change)}".lower())
+    if len(slug) <= 120:
+        return slug
+    return f"{slug[:111]}-{hashlib.sha1(slug.encode()).hexdigest()[:8]}"
+
+
 class Study:
     """Runs configurations and remembers their scores, reusing finished runs."""
 
@@ -121,8 +131,7 @@ class Study:
         if head == "linear":
             everything += ["--head", "linear", "--head_options", "{}"]
         config = load_config(config_path, [*everything, *overrides_of(change), "--seed", str(seed)])
-        slug = re.sub(r"[^a-z0-9.=]+", "-", f"{setting}-{head}-{label(change)}".lower())
-        config.out_dir = str(self.out / slug[:120] / f"seed{seed}")
+        config.out_dir = str(self.out / run_name(setting, head, change) / f"seed{seed}")
         summary = run_once(config, reuse_from=[ROOT / "runs"])
         value = 100 * summary[f"{config.evaluate_on}_top1"]
         self.scores.setdefault((setting, head, json.dumps(change)), {})[seed] = value
