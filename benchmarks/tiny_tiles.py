@@ -91,7 +91,11 @@ def scores(run: Path) -> dict:
     data = build_data(load_config(None, checkpoint.config))
     loader = DataLoader(data.test, batch_size=16)
     result = evaluate_segmentation(
-        model, loader, num_classes=2, device=torch.device("cpu"), ignore_index=255
+        model,
+        loader,
+        num_classes=data.num_classes,
+        device=torch.device("cpu"),
+        ignore_index=data.ignore_index,
     )
     predicted, true = result.class_counts()
     return {
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("miou", "largest_class_share", "largest_true_share"):
             row[key] = statistics.mean(s[key] for s in per_seed)
         row["per_class_iou"] = [
-            statistics.mean(s["per_class_iou"][c] for s in per_seed) for c in range(2)
+            statistics.mean(ious)
+            for ious in zip(*(s["per_class_iou"] for s in per_seed), strict=True)
         ]
         rows.append(row)
         print(
