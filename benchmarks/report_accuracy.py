@@ -341,7 +341,7 @@ def _transfer_verdict(
     elif matched is not None:
         text += " The two heads' classifier accuracies do not overlap, so none is matched."
     if projection:
-        name = f"DNC classifier, projection {projection['dim']}"
+        name = projection["init"]  # the rows' name of the projected classifiers
         gains = [row["miou_mean"] - scratch["miou_mean"] for row in rows if row["init"] == name]
         text += (
             f" With a projection head to {projection['dim']} dimensions in pretraining"

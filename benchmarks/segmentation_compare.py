@@ -189,7 +189,11 @@ def transfer(
             ]
     report = {"rows": rows, "matched": matched}
     if projection is not None:
-        report["projection"] = {"dim": projection, "matched": matched_projection}
+        report["projection"] = {
+            "dim": projection,
+            "init": projection_name(projection),
+            "matched": matched_projection,
+        }
     return report, "\n".join(lines) + "\n"
 
 

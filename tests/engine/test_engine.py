@@ -204,6 +204,33 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     assert find_finished_run(compiled_config, [tmp_path / "eager"]) is not None
 
 
+def test_a_finished_run_is_found_whether_its_paths_were_relative_or_absolute(tmp_path, monkeypatch):
+    """``init_from`` and ``data_root`` count as the files they name: a run saved with
+    absolute paths is the recipe of the same command given relative ones, and another
+    file is another recipe."""
+    from deepnc.engine.compare import find_finished_run
+
+    monkeypatch.chdir(tmp_path)
+    recipe = {"task": "segmentation", "dataset": "fashion-scenes", "model": "fcn_resnet20"}
+    saved = load_config(
+        None,
+        {
+            **recipe,
+            "init_from": str(tmp_path / "cls" / "checkpoint.safetensors"),
+            "data_root": str(tmp_path / "data"),
+            "out_dir": str(tmp_path / "run"),
+        },
+    )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"config": saved.to_dict()}))
+    relative = dataclasses.replace(
+        saved, init_from="cls/checkpoint.safetensors", data_root="data", out_dir="elsewhere"
+    )
+    assert find_finished_run(relative, [tmp_path]) == tmp_path / "run"
+    other = dataclasses.replace(relative, init_from="cls2/checkpoint.safetensors")
+    assert find_finished_run(other, [tmp_path]) is None
+
+
 def test_a_run_that_puts_everything_in_one_class_says_so(tmp_path, monkeypatch, caplog):
     """A collapsed model (one class takes every prediction) is named with what to try."""
     real = trainer_module.evaluate_split

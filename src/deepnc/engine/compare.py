@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 
+PATH_KEYS = ("data_root", "init_from")  # config values that name files
 log = logging.getLogger("deepnc")
 
 
@@ -70,8 +71,12 @@ def compare(
 
 def _essence(config: dict[str, Any]) -> dict[str, Any]:
     """The recipe of a saved config; keys added to TrainConfig since it was saved count
-    with their defaults, so runs of an earlier version are still recognised."""
+    with their defaults, so runs of an earlier version are still recognised, and paths
+    count as the files they name (``runs/x`` and its absolute form are one recipe)."""
     full = {**TrainConfig().to_dict(), **config}
+    for key in PATH_KEYS:
+        if full[key] is not None:
+            full[key] = str(Path(full[key]).resolve())
     return {k: v for k, v in full.items() if k not in INCIDENTAL_KEYS}
 
 
