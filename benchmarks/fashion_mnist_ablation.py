@@ -28,6 +28,7 @@ Writes ``benchmarks/results/full/fashion_mnist_ablation.{json,md}`` (``--results
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import statistics
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs/fashion-mnist_resnet20.yaml"))
     arguments, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    base = load_config(arguments.config, [*overrides, "--progress", "false"])
+    paper = ["--head_options", json.dumps(PAPER), "--subcentroid_half_life", "null"]
+    base = load_config(arguments.config, [*paper, *overrides, "--progress", "false"])
     rows = []
     for name, change in VARIANTS.items():
         runs = []

@@ -49,6 +49,7 @@ SETTINGS = {  # name: (recipe, overrides, the small budget's fine-tuning table)
     "digits": ("digits_efficientnet_lite0", [], "classification_digits_efficientnet_lite0"),
 }
 LITE0_CPU = ["--image_size", "32", "--amp", "false", "--pretrained", "true"]
+PLAIN_FIT: dict = {}  # head_options of the plain fit: the library's head (K = 4, tau 0.1)
 
 
 def probes(run: Path) -> dict[str, tuple[float, float]]:
@@ -127,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in arguments.seeds:
             run = Path(arguments.out) / f"{setting}-seed{seed}"
             config = load_config(recipe, [*LITE0_CPU, *extra, *overrides, "--progress", "false"])
-            config = dataclasses.replace(config, seed=seed, out_dir=str(run))
+            config = dataclasses.replace(
+                config, seed=seed, out_dir=str(run), head_options=dict(PLAIN_FIT)
+            )
             summary = (
                 json.loads((run / "summary.json").read_text())
                 if (run / "summary.json").is_file()

@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import command_line, training_parser, write_results
-from benchmarks.fit_compare import LITE0_CPU, SETTINGS
+from benchmarks.fit_compare import LITE0_CPU, PLAIN_FIT, SETTINGS
 from deepnc.commands.fit import ProjectionOptions, fit_run
 from deepnc.engine.config import load_config
 
 VALIDATION = {"fashion-mnist": "500", "digits": "300"}  # images held out of the training split
 CANDIDATES = {  # name: head_options
-    "plain fit, K=4": {},
+    "plain fit, K=4": PLAIN_FIT,
     "projection 64, tau 0.1": {"projection": 64, "tau": 0.1},
     "projection 64, tau auto": {"projection": 64, "tau": "auto"},
     "projection 256, tau 0.1": {"projection": 256, "tau": 0.1},

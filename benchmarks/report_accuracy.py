@@ -23,6 +23,8 @@ from benchmarks.report_format import (
     signed,
     table,
 )
+from deepnc.nn.defaults import MOMENTUM
+from deepnc.nn.momentum import half_life_momentum
 
 BACKBONES = {"resnet20": "ResNet-20 (CIFAR-style)", "efficientnet_lite0": "EfficientNet-Lite0"}
 HEADS = {"dnc": "DNC", "linear": "softmax"}
@@ -31,12 +33,16 @@ PAPER_SNAP_COST = 0.1  # top-1 points the paper loses by snapping
 SNAP_TARGET = 0.5  # top-1 points: the most snapping may cost (this library's target, issue 14)
 
 
-def seed_weight_left(config: dict, train_size: int) -> tuple[int, float]:
-    """Updates a class's sub-centroids get at most (one per step), and the weight their
-    seeds still hold afterwards under the recipe's momentum: momentum ** updates."""
-    updates = config["epochs"] * (train_size // config["batch_size"])
-    momentum = config.get("head_options", {}).get("momentum", 0.999)
-    return updates, momentum**updates
+def seed_weight_left(config: dict, train_size: int) -> tuple[int, float, float]:
+    """Updates a class's sub-centroids get at most (one per step), the momentum of each
+    (the recipe's, or the one its ``subcentroid_half_life`` sets, as if every batch held
+    the class), and the weight their seeds still hold afterwards: momentum ** updates."""
+    steps = train_size // config["batch_size"]
+    momentum = config.get("head_options", {}).get("momentum", MOMENTUM)
+    if config.get("subcentroid_half_life") is not None:
+        momentum = half_life_momentum(config["subcentroid_half_life"] * steps, limit=momentum)
+    updates = config["epochs"] * steps
+    return updates, momentum, momentum**updates
 
 
 def _pair(rows: list[dict]) -> tuple[dict, dict]:
@@ -106,13 +112,16 @@ def classification(results: Results, report_dir: Path, draw: bool, appendix=Fals
     clear = sum(abs(diff) > noise for diff, noise in verdicts)
     diffs = ", ".join(signed(diff) for diff, _ in verdicts)
     outcome = "agrees" if ahead == len(verdicts) else "partly agrees" if ahead else "does not agree"
-    updates, left = seed_weight_left(found[0]["config"], found[0]["runs"][0]["train_size"])
+    recipe = found[0]["config"]
+    updates, momentum, left = seed_weight_left(recipe, found[0]["runs"][0]["train_size"])
+    half_life = recipe.get("subcentroid_half_life")
     here = (
         f"DNC minus softmax is {diffs} points ({ahead} of {len(verdicts)} settings in DNC's "
         f"favour, {clear} of them by more than the larger seed std), so at this scale the "
         f"reproduction {outcome} with the claim. With {updates} updates in the first "
-        f"recipe, momentum {found[0]['config']['head_options'].get('momentum', 0.999)} "
-        f"leaves {left:.0%} of each sub-centroid's weight on its seed (a feature of the "
+        f"recipe, momentum {momentum:.4g}"
+        + (f" (its {half_life:g}-epoch half-life)" if half_life is not None else "")
+        + f" leaves {left:.0%} of each sub-centroid's weight on its seed (a feature of the "
         "untrained network)" + (", a regime far from the paper's schedules." if left > 0.5 else ".")
     )
     return lines + claim("classification", here)
@@ -183,7 +192,7 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
     here = f"the best DNC variant is {best['variant']} ({best['top1_mean']:.2f}%, paper settings "
     here += f"{paper_row['top1_mean']:.2f}%"
     here += f"; best softmax row {softmax['top1_mean']:.2f}%)" if softmax else ")"
-    updates, left = seed_weight_left(recipe, recipe["train_subset"] or 60000)
+    updates, momentum, left = seed_weight_left(recipe, recipe["train_subset"] or 60000)
     if random_row and nearest_row:
         collapsed = random_row["pairwise_cosine"] >= COLLAPSE_COSINE
         here = (
@@ -194,7 +203,8 @@ def ablation(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
             f"{COLLAPSE_COSINE}), and nearest assignment gives its least-used sub-centroid "
             f"{nearest_row['smallest_share']:.3f} of a class against "
             f"{paper_row['smallest_share']:.3f}; " + here + ". With at most "
-            f"{updates} updates, momentum 0.999 leaves {left:.0%} of a sub-centroid's weight on "
+            f"{updates} updates, momentum {momentum:.4g} leaves {left:.0%} of a sub-centroid's "
+            "weight on "
             "its seed, so random assignment has little time to pull sub-centroids together"
             + (" here." if left > 0.5 else ".")
         )

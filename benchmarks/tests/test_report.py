@@ -201,3 +201,16 @@ def test_the_ablation_verdict_says_whether_random_assignment_collapses(
     assert "least-used sub-centroid 0.010 of a class against 0.200" in here
     # 4 epochs of 1000 // 100 steps: 0.999 ** 40 of the seed is left
     assert "With at most 40 updates" in here and f"{0.999**40:.0%}" in here
+
+
+def test_the_weight_left_on_the_seeds_follows_the_half_life():
+    from benchmarks.report_accuracy import seed_weight_left
+
+    recipe = {"epochs": 3, "batch_size": 100, "head_options": {"momentum": 0.999}}
+    updates, momentum, left = seed_weight_left(recipe, train_size=2000)
+    assert (updates, momentum) == (60, 0.999) and left == pytest.approx(0.999**60)
+    halved = {**recipe, "subcentroid_half_life": 1.5}  # 30 updates: 3 epochs are 2 half-lives
+    updates, momentum, left = seed_weight_left(halved, train_size=2000)
+    assert updates == 60 and left == pytest.approx(0.25)
+    long = {**halved, "epochs": 1000}  # a half-life past 693 updates stays at the cap
+    assert seed_weight_left(long, train_size=200_000)[1] == 0.999
