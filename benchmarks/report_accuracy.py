@@ -296,9 +296,10 @@ def snapping(results: Results, report_dir: Path, draw: bool, appendix=False) -> 
     here += "in line with" if drop <= PAPER_SNAP_COST + spread else "more than"
     exemplar = mean_std([row["exemplar_cosine"] for row in rows])[0]
     here += (
-        " the paper's tenth of a point plus the seed std; before snapping, a "
-        f"sub-centroid's cosine to the training image that replaces it is {exemplar:.2f} "
-        "on average (1 would make snapping free)."
+        " the paper's tenth of a point plus the seed std, and "
+        f"{'within' if drop <= SNAP_TARGET else 'above'} this library's target of "
+        f"{SNAP_TARGET} points; before snapping, a sub-centroid's cosine to the training "
+        f"image that replaces it is {exemplar:.2f} on average (1 would make snapping free)."
     )
     if refit:
         refit_drop, refit_spread = mean_std([row["drop_refit"] for row in rows])
