@@ -5,8 +5,8 @@ ResNet-20 trained on Fashion-MNIST classes 0-7, DNC and softmax heads, identical
 and 50 training examples each (the same examples for every method, drawn with the
 seed), and the 10-class model is evaluated on the whole test split:
 
-- DNC ``add_classes``: K = 4 sub-centroids per new class by balanced clustering of the
-  examples' features, or a single one (``num_subcentroids=1``); nothing else changes;
+- DNC ``add_classes``: the head's K sub-centroids per new class by balanced clustering of
+  the examples' features, or a single one (``num_subcentroids=1``); nothing else changes;
 - softmax, fine-tuned: the classifier grows two rows, and the classifier alone is
   trained on the new examples (100 full-batch SGD steps, lr 0.1; the backbone frozen);
 - softmax, fine-tuned with replay: the same, with n examples of each old class too.
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             for shots in SHOTS:
                 if head == "dnc":
                     rows = {
-                        "DNC add_classes (K=4)": dnc_add(
+                        f"DNC add_classes (the head's K={model.fc.num_subcentroids})": dnc_add(
                             model, full, test_features, test_labels, shots, seed
                         ),
                         "DNC add_classes (k=1 for the new classes)": dnc_add(
