@@ -35,13 +35,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks.common import ROOT, command_line, training_parser, write_results
+from benchmarks.common import PAPER_HEAD, ROOT, command_line, training_parser, write_results
 from deepnc.engine.compare import run_once
 from deepnc.engine.config import load_config
 from deepnc.engine.restore import load_checkpoint_dataset, load_trained_model
 from deepnc.explain import embed_dataset, find_dnc_head, snap_subcentroids, subcentroid_similarity
 
-PAPER = {"num_subcentroids": 4, "tau": 0.1, "momentum": 0.999, "memory_size": 64}
+PAPER = PAPER_HEAD
 
 
 def _dnc(group: str, **change) -> dict:
